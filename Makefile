@@ -1,0 +1,24 @@
+# The two commands a newcomer needs (see README): `make toy` and `make test`.
+# Both create/refresh the pinned environment first (tools/install.sh; seconds when it is up to date).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TOY_DATA ?= data/toy
+TOY_WORK_DIR ?= work_dirs/bdl_toy
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: env test lint toy toy-data
+
+env:
+	bash tools/install.sh $(VENV)
+
+lint: env
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest tests -q
+
+toy-data: env
+	$(PY) tools/make_toy_data.py $(TOY_DATA)
+
+toy: toy-data
+	$(PY) tools/train.py configs/bdl_toy.py --work-dir $(TOY_WORK_DIR)

@@ -1,0 +1,98 @@
+"""Environment helpers shared by the package and its command-line tools.
+
+- ``check_dependencies`` reports a missing or wrong dependency in one line with the command that fixes it.
+- ``allow_mmengine_checkpoints`` lets torch >= 2.6's ``weights_only`` loader read mmengine's own checkpoints.
+- ``enable_amp`` turns every ``OptimWrapper`` of a config (single, dict of wrappers, stage sub-configs)
+  into an ``AmpOptimWrapper`` for ``tools/train.py --amp``.
+"""
+import importlib
+
+INSTALL_HINT = 'run `bash tools/install.sh` and `source .venv/bin/activate`'
+
+# module -> (required version or None, distribution name)
+REQUIRED = {
+    'torch': (None, 'torch'),
+    'mmengine': ('0.10.7', 'mmengine'),
+    'mmcv': ('2.1.0', 'mmcv'),
+    'mmseg': ('1.2.2', 'mmsegmentation'),
+    'mmagic': ('1.2.0', 'mmagic'),
+}
+
+
+class DependencyError(ImportError):
+    """Raised with a single-line message naming the dependency and the fix."""
+
+
+def check_dependencies():
+    """Raise :class:`DependencyError` (one line) unless the pinned OpenMMLab stack imports."""
+    for module, (version, dist) in REQUIRED.items():
+        try:
+            mod = importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - any failure to import is reported the same way
+            pin = f'=={version}' if version else ''
+            raise DependencyError(f'bdl_mm needs {dist}{pin} but `import {module}` failed '
+                                  f'({type(e).__name__}: {e}); {INSTALL_HINT}') from None
+        found = getattr(mod, '__version__', '?')
+        if version is not None and found != version:
+            raise DependencyError(f'bdl_mm needs {dist}=={version} but {found} is installed; {INSTALL_HINT}')
+    try:
+        importlib.import_module('mmcv.ops')
+    except Exception as e:  # noqa: BLE001
+        raise DependencyError(f'bdl_mm needs mmcv {REQUIRED["mmcv"][0]} built with its C++ ops '
+                              f'(`import mmcv.ops` failed: {type(e).__name__}: {e}); {INSTALL_HINT}') from None
+
+
+def require_stack():
+    """For command-line tools: exit with the one-line message instead of a traceback."""
+    try:
+        check_dependencies()
+    except DependencyError as e:
+        raise SystemExit(f'error: {e}') from None
+
+
+def allow_mmengine_checkpoints():
+    """Allow-list the exact globals mmengine 0.10.7 pickles into its checkpoints.
+
+    torch >= 2.6 loads with ``weights_only=True``; mmengine's message hub stores numpy scalars/arrays and
+    its ``HistoryBuffer``, so ``--resume`` fails with ``UnpicklingError: Weights only load failed``.
+    Allow-listing these types keeps the safe loader on (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would load
+    arbitrary pickles).
+    """
+    import numpy as np
+    import torch
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if not hasattr(torch.serialization, 'add_safe_globals'):
+        return
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+                                          np.int8, np.uint8, np.bool_)]
+    torch.serialization.add_safe_globals([
+        HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar,
+        *dtypes
+    ])
+
+
+def enable_amp(cfg):
+    """Switch every ``OptimWrapper`` in ``cfg`` to ``AmpOptimWrapper`` (dynamic loss scale), recursively.
+
+    Handles a plain ``optim_wrapper``, a dict of wrappers (``OptimWrapperDict`` layouts used by GANs and
+    :class:`BDLSegmentor`) and the per-stage sub-configs of :class:`BidirectionalLoop`. Returns the number
+    of wrappers switched.
+    """
+    switched = 0
+
+    def visit(node):
+        nonlocal switched
+        if isinstance(node, dict):
+            if node.get('type') == 'OptimWrapper' and 'optimizer' in node:
+                node['type'] = 'AmpOptimWrapper'
+                node.setdefault('loss_scale', 'dynamic')
+                switched += 1
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                visit(value)
+
+    visit(cfg)
+    return switched
