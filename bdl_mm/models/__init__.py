@@ -1,0 +1,1 @@
+from . import backbones, decode_heads, discriminators, segmentors, translators  # noqa: F401
