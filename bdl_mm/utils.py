@@ -56,7 +56,9 @@ def allow_mmengine_checkpoints():
     torch >= 2.6 loads with ``weights_only=True``; mmengine's message hub stores numpy scalars/arrays and
     its ``HistoryBuffer``, so ``--resume`` fails with ``UnpicklingError: Weights only load failed``.
     Allow-listing these types keeps the safe loader on (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would load
-    arbitrary pickles).
+    arbitrary pickles). ``getattr`` is needed because ``HistoryBuffer`` pickles its statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``; the safe unpickler still refuses to *call* anything that is not
+    allow-listed, so it only yields attributes of the allow-listed classes.
     """
     import numpy as np
     import torch
@@ -67,7 +69,7 @@ def allow_mmengine_checkpoints():
     dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
                                           np.int8, np.uint8, np.bool_)]
     torch.serialization.add_safe_globals([
-        HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar,
+        HistoryBuffer, getattr, np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar,
         *dtypes
     ])
 
