@@ -10,7 +10,9 @@ data_preprocessor = dict(
     std=[1.0, 1.0, 1.0],
     bgr_to_rgb=False,
     pad_val=0,
-    seg_pad_val=255)
+    seg_pad_val=255,
+    # MMSeg needs size or size_divisor in training; 1 = no padding (source and target sizes differ)
+    size_divisor=1)
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
@@ -37,7 +39,7 @@ model = dict(
         num_classes=19,
         align_corners=True,
         ignore_index=255,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)),  # release: mean over labelled pixels
     train_cfg=dict(),
     test_cfg=dict(mode='whole'),
     init_cfg=None)

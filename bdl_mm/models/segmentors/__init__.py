@@ -1,0 +1,4 @@
+# Copyright (c) bdl_mm contributors. Owned by the module authors: import each registered class here.
+from .bdl_segmentor import BDLSegmentor
+
+__all__ = ['BDLSegmentor']

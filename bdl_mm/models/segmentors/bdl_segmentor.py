@@ -1,0 +1,283 @@
+# Copyright (c) bdl_mm contributors.
+"""Segmentation adaptation model M trained with the output-space discriminator D_M (BDL, Eq. 1 and Eq. 3)."""
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from mmseg.models.losses import cross_entropy
+from mmseg.registry import MODELS
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, add_prefix
+from torch import Tensor
+
+from ..discriminators.output_discriminator import check_num_classes
+
+
+def _first_conv_in_channels(module: nn.Module) -> Optional[int]:
+    """Input channels of a discriminator: its ``in_channels`` attribute, else its first convolution's."""
+    in_channels = getattr(module, 'in_channels', None)
+    if isinstance(in_channels, int):
+        return in_channels
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return m.in_channels
+    return None
+
+
+@MODELS.register_module()
+class BDLSegmentor(BaseModel):
+    """Segmentation model M trained with an output-space discriminator D_M and optional pseudo labels.
+
+    One :meth:`train_step` follows the authors' release (``BDL.py``), with batch 1 per domain there:
+
+    1. M update (Eq. 3), D_M frozen (``requires_grad=False``):
+
+       - source: the wrapped segmentor's own losses (decode head and any auxiliary heads), backpropagated
+         at once so the source graph is freed before the target forward pass (as in the release);
+       - target, if the target samples carry ``gt_sem_seg`` (pseudo labels, 255 = ignored):
+         ``lambda_ssl * CE`` at the target input size, CE = sum over kept pixels of ``w * ce`` divided by
+         the number of kept pixels (label != 255; not the sum of the weights), ``w`` =
+         ``data_samples.pseudo_weight`` if present, else 1 (MMSeg's ``cross_entropy`` with
+         ``avg_non_ignore=True``, which divides by #kept + float32 eps): an all-255 label gives exactly 0;
+       - target, if ``adversarial``: ``lambda_adv * BCE(D_M(softmax(up(logits_T))), source_label)`` (Eq. 1,
+         the M side), ``up`` = bilinear upsampling to the target input size with the decode head's
+         ``align_corners``;
+
+       then one step of ``optim_wrapper['segmentor']``.
+    2. D_M update (if ``adversarial``): ``BCE(D(softmax(up(logits_S))), source_label) / 2 +
+       BCE(D(softmax(up(logits_T))), target_label) / 2`` on detached predictions, one step of
+       ``optim_wrapper['discriminator']``.
+
+    Validation, testing and ``forward`` delegate to the wrapped segmentor, so MMSeg's metrics,
+    ``tools/test.py`` and visualisers work on BDL checkpoints (state dict keys ``segmentor.*``,
+    ``discriminator.*``). The wrapped segmentor's data preprocessor is used for both domains.
+
+    The forward passes run inside each wrapper's ``optim_context`` and the updates go through
+    ``backward``/``step``/``update_params``, so ``AmpOptimWrapper`` sub-wrappers (``--amp``) work. M's two
+    backward passes per step make one update: ``accumulative_counts`` must be 1. Single-process training
+    only (the release trains with batch 1 on one GPU): MMEngine's DDP wrappers run one forward per step.
+
+    Args:
+        segmentor (dict): Config of the MMSeg segmentor M, an ``EncoderDecoder`` (anything with
+            ``extract_feat``, a single ``decode_head`` and optional ``auxiliary_head``), including its
+            ``data_preprocessor``.
+        discriminator (dict, optional): Config of D_M, e.g. ``OutputDiscriminator``. Its input channels
+            must equal M's number of output channels. Required when ``adversarial`` is True.
+        lambda_adv (float): Weight of M's adversarial loss. Release: 0.001 (DeepLabV2-R101),
+            1e-4 (VGG16-FCN8s).
+        lambda_ssl (float): Weight of the target pseudo-label cross-entropy. Defaults to 1.0.
+        adversarial (bool): Whether to train with D_M. False (ablation) drops the adversarial loss and the
+            D_M update. Defaults to True.
+        source_label (float): D_M label of source predictions (release: 0).
+        target_label (float): D_M label of target predictions (release: 1).
+        data_preprocessor (dict, optional): Set by MMEngine's Runner from the config's top-level
+            ``data_preprocessor``; used for the segmentor if its config has none, else it must be equal to the
+            segmentor's (which normalises both domains).
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 segmentor: ConfigType,
+                 discriminator: OptConfigType = None,
+                 lambda_adv: float = 0.001,
+                 lambda_ssl: float = 1.0,
+                 adversarial: bool = True,
+                 source_label: float = 0.,
+                 target_label: float = 1.,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None):
+        # MMEngine's Runner passes the config's top-level `data_preprocessor` here: it must be the segmentor's
+        # (or fill it in when the segmentor has none), since one preprocessor serves both domains.
+        if data_preprocessor is not None:
+            seg_dp = segmentor.get('data_preprocessor')
+            if seg_dp is None:
+                segmentor = dict(segmentor, data_preprocessor=data_preprocessor)
+            elif dict(seg_dp) != dict(data_preprocessor):
+                raise ValueError(f'BDLSegmentor: data_preprocessor {dict(data_preprocessor)} differs from '
+                                 f'model.segmentor.data_preprocessor {dict(seg_dp)}; set it on model.segmentor only')
+        super().__init__(init_cfg=init_cfg)
+        self.segmentor = MODELS.build(segmentor)
+        if not hasattr(self.segmentor, 'extract_feat') or not isinstance(
+                getattr(self.segmentor, 'decode_head', None), nn.Module) or isinstance(
+                    self.segmentor.decode_head, nn.ModuleList):
+            raise TypeError(f'BDLSegmentor: model.segmentor must be an EncoderDecoder-like segmentor with '
+                            f'extract_feat and one decode_head, got {type(self.segmentor).__name__}')
+        # One preprocessor for both domains: share the segmentor's (no second normalisation config).
+        self.data_preprocessor = self.segmentor.data_preprocessor
+
+        self.adversarial = adversarial
+        if adversarial and discriminator is None:
+            raise ValueError('BDLSegmentor: adversarial=True needs model.discriminator (D_M)')
+        self.discriminator = MODELS.build(discriminator) if discriminator is not None else None
+        if self.discriminator is not None:
+            # D_M reads softmax(M's logits): its input channels must be M's output channels
+            check_num_classes(_first_conv_in_channels(self.discriminator), self.segmentor.decode_head.out_channels)
+        self.lambda_adv = float(lambda_adv)
+        self.lambda_ssl = float(lambda_ssl)
+        self.source_label = float(source_label)
+        self.target_label = float(target_label)
+
+    # ------------------------------------------------------------------ inference: delegate to M
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor') -> Union[Dict[str, Tensor], list, Tensor]:
+        """Forward of the wrapped segmentor (``mode='loss'`` gives its source-style supervised losses)."""
+        return self.segmentor(inputs, data_samples, mode=mode)
+
+    def val_step(self, data: Union[tuple, dict, list]) -> list:
+        """Delegates to the wrapped segmentor."""
+        return self.segmentor.val_step(data)
+
+    def test_step(self, data: Union[tuple, dict, list]) -> list:
+        """Delegates to the wrapped segmentor."""
+        return self.segmentor.test_step(data)
+
+    # ------------------------------------------------------------------ training
+    def _logits(self, inputs: Tensor, data_samples: Optional[list] = None) -> Tuple[Tensor, dict]:
+        """Decode-head logits (feature resolution) and, given labelled samples, the segmentor's losses.
+
+        Same computation as ``EncoderDecoder.loss`` (decode head ``forward`` + ``loss_by_feat``, auxiliary
+        heads), but the logits are kept for D_M.
+        """
+        seg = self.segmentor
+        feats = seg.extract_feat(inputs)
+        logits = seg.decode_head(feats)
+        losses = dict()
+        if data_samples is not None:
+            losses.update(add_prefix(seg.decode_head.loss_by_feat(logits, data_samples), 'decode'))
+            if seg.with_auxiliary_head:
+                losses.update(seg._auxiliary_head_forward_train(feats, data_samples))
+        return logits, losses
+
+    def _upsample(self, logits: Tensor, size: torch.Size) -> Tensor:
+        return F.interpolate(logits, size=size, mode='bilinear', align_corners=self.segmentor.decode_head.align_corners)
+
+    def _bce(self, d_out: Tensor, label: float) -> Tensor:
+        return F.binary_cross_entropy_with_logits(d_out, torch.full_like(d_out, label))
+
+    @staticmethod
+    def _pseudo_labels(data_samples: list, shape: torch.Size) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        """Stacked pseudo labels (N, H, W) and weights (N, H, W) or None; samples without labels are ignored."""
+        if not any('gt_sem_seg' in s for s in data_samples):
+            return None, None
+        h, w = shape
+        device = next(s.gt_sem_seg.data.device for s in data_samples if 'gt_sem_seg' in s)
+        labels, weights, any_weight = [], [], False
+        for s in data_samples:
+            if 'gt_sem_seg' in s:
+                if tuple(s.gt_sem_seg.data.shape[-2:]) != (h, w):
+                    raise ValueError(f'BDLSegmentor: target pseudo label of shape {tuple(s.gt_sem_seg.shape)} '
+                                     f'does not match the target input size {(h, w)} (pseudo labels must be '
+                                     'saved at the size M is run at)')
+                lbl = s.gt_sem_seg.data.long().reshape(h, w)
+            else:  # a sample without pseudo labels contributes nothing
+                lbl = torch.full((h, w), 255, dtype=torch.long, device=device)
+            labels.append(lbl)
+            if 'pseudo_weight' in s:
+                any_weight = True
+                wt = s.pseudo_weight.data.float()[0]
+                # the preprocessor pads labels (bottom/right) to the batch shape but not weights: pad alike
+                wt = F.pad(wt, (0, w - wt.shape[-1], 0, h - wt.shape[-2]), value=0.)
+            else:
+                wt = torch.ones((h, w), device=device)
+            weights.append(wt)
+        return torch.stack(labels), (torch.stack(weights) if any_weight else None)
+
+    def train_step(self, data: dict, optim_wrapper: Union[OptimWrapperDict, OptimWrapper]) -> Dict[str, Tensor]:
+        """One BDL iteration: M update (source CE, target pseudo-label CE, adversarial) then D_M update.
+
+        Args:
+            data (dict): ``dict(source=dict(inputs, data_samples), target=dict(inputs, data_samples))``.
+            optim_wrapper (OptimWrapperDict): with keys ``segmentor`` and ``discriminator`` (the latter only
+                when ``adversarial``); a plain ``OptimWrapper`` is accepted for the segmentor when
+                ``adversarial`` is False.
+
+        Returns:
+            dict[str, Tensor]: every loss by name: ``src.<segmentor loss keys>``, ``tgt.loss_ssl`` (only
+            with pseudo labels), ``tgt.loss_adv`` (weighted by ``lambda_adv``), ``dis.loss_src``,
+            ``dis.loss_tgt`` (each already halved).
+        """
+        if not isinstance(data, dict) or not {'source', 'target'} <= set(data):
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise TypeError(f'BDLSegmentor.train_step expects dict(source=..., target=...) (UDADataset '
+                            f'batches), got {got}')
+        if isinstance(optim_wrapper, OptimWrapperDict):
+            if 'segmentor' not in optim_wrapper or (self.adversarial and 'discriminator' not in optim_wrapper):
+                raise KeyError(f'BDLSegmentor: optim_wrapper needs keys segmentor and discriminator, got '
+                               f'{list(optim_wrapper.keys())}')
+            seg_optim = optim_wrapper['segmentor']
+        elif self.adversarial:
+            raise TypeError('BDLSegmentor: adversarial training needs an OptimWrapperDict(segmentor=..., '
+                            'discriminator=...)')
+        else:
+            seg_optim = optim_wrapper
+        # M gets two backward passes per step (source, then target) and one update: no gradient accumulation
+        for name, wrapper in (optim_wrapper.items() if isinstance(optim_wrapper, OptimWrapperDict) else
+                              [('segmentor', optim_wrapper)]):
+            if getattr(wrapper, '_accumulative_counts', 1) != 1:
+                raise ValueError(f'BDLSegmentor: optim_wrapper.{name}.accumulative_counts must be 1, got '
+                                 f'{wrapper._accumulative_counts}')
+        src = self.data_preprocessor(data['source'], True)
+        tgt = self.data_preprocessor(data['target'], True)
+        log_vars = dict()
+
+        # ---- (1) M update, D_M frozen
+        d_params = list(self.discriminator.parameters()) if self.adversarial else []
+        d_flags = [p.requires_grad for p in d_params]
+        for p in d_params:
+            p.requires_grad_(False)
+
+        try:
+            with seg_optim.optim_context(self):
+                src_logits, src_losses = self._logits(src['inputs'], src['data_samples'])
+                src_loss, src_log = self.parse_losses(src_losses)
+            src_log.pop('loss')
+            log_vars.update(add_prefix(src_log, 'src'))
+            # backpropagate now: frees the source graph before the target forward pass (release practice)
+            seg_optim.backward(src_loss)
+            src_logits = src_logits.detach()
+
+            tgt_shape = tgt['inputs'].shape[2:]
+            pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
+            tgt_logits = None
+            if pseudo is not None or self.adversarial:
+                with seg_optim.optim_context(self):
+                    tgt_logits, _ = self._logits(tgt['inputs'])
+                    tgt_up = self._upsample(tgt_logits, tgt_shape)
+                    tgt_losses = dict()
+                    if pseudo is not None:
+                        tgt_losses['loss_ssl'] = self.lambda_ssl * cross_entropy(
+                            tgt_up, pseudo, weight=pseudo_w, reduction='mean', ignore_index=255, avg_non_ignore=True)
+                    if self.adversarial:
+                        d_out = self.discriminator(F.softmax(tgt_up, dim=1))
+                        tgt_losses['loss_adv'] = self.lambda_adv * self._bce(d_out, self.source_label)
+                    tgt_loss, tgt_log = self.parse_losses(tgt_losses)
+                tgt_log.pop('loss')
+                log_vars.update(add_prefix(tgt_log, 'tgt'))
+                seg_optim.backward(tgt_loss)
+                tgt_logits = tgt_logits.detach()
+                del tgt_up, tgt_loss
+            seg_optim.step()
+            seg_optim.zero_grad()
+        finally:
+            for p, flag in zip(d_params, d_flags):
+                p.requires_grad_(flag)
+
+        # ---- (2) D_M update on detached predictions
+        if self.adversarial:
+            dis_optim = optim_wrapper['discriminator']
+            with dis_optim.optim_context(self.discriminator):
+                with torch.no_grad():
+                    src_prob = F.softmax(self._upsample(src_logits, src['inputs'].shape[2:]), dim=1)
+                    tgt_prob = F.softmax(self._upsample(tgt_logits, tgt_shape), dim=1)
+                dis_losses = dict(
+                    loss_src=self._bce(self.discriminator(src_prob), self.source_label) / 2,
+                    loss_tgt=self._bce(self.discriminator(tgt_prob), self.target_label) / 2)
+                dis_loss, dis_log = self.parse_losses(dis_losses)
+            dis_log.pop('loss')
+            log_vars.update(add_prefix(dis_log, 'dis'))
+            dis_optim.update_params(dis_loss)
+        return {k: v.detach() for k, v in log_vars.items()}

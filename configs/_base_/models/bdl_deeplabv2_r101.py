@@ -1,0 +1,17 @@
+# BDL model for DeepLabV2-R101: M (configs/_base_/models/deeplabv2_r101.py) trained with the output-space
+# discriminator D_M (configs/_base_/models/output_discriminator.py), Eq. 1 and Eq. 3 of the paper; release
+# labels (source 0, target 1) and lambda_adv = 0.001. The target pseudo-label CE (weight lambda_ssl) is added
+# whenever the target samples carry pseudo labels (UDADataset(pseudo_label_dir=...)).
+# Experiment configs override parts with e.g.
+#   model = dict(segmentor=dict(decode_head=dict(num_classes=16)), discriminator=dict(in_channels=16))
+_base_ = ['./deeplabv2_r101.py', './output_discriminator.py']
+model = dict(
+    _delete_=True,
+    type='BDLSegmentor',
+    segmentor=_base_.model,
+    discriminator=_base_.discriminator,
+    lambda_adv=0.001,
+    lambda_ssl=1.0,
+    adversarial=True,
+    source_label=0,
+    target_label=1)
