@@ -224,7 +224,7 @@ def test_build_errors():
     assert build(segmentor=seg, data_preprocessor=dp).data_preprocessor.mean.flatten().tolist() == pytest.approx(MEAN)
     model = build()
     with pytest.raises(TypeError, match='dict\\(source=..., target=...\\)'):
-        model.train_step(batch()['source'], sgd_wrappers(model))
+        model.train_step(dict(target=batch()['target']), sgd_wrappers(model))
     accumulating = OptimWrapperDict(
         segmentor=OptimWrapper(torch.optim.SGD(model.segmentor.parameters(), lr=0.1), accumulative_counts=2),
         discriminator=sgd_wrappers(model)['discriminator'])
@@ -234,6 +234,20 @@ def test_build_errors():
         model.train_step(batch(), OptimWrapperDict(segmentor=sgd_wrappers(model)['segmentor']))
     with pytest.raises(ValueError, match='pseudo label of shape'):
         model.train_step(batch(pseudo=torch.zeros(1, 16, 20, dtype=torch.long)), sgd_wrappers(model))
+
+
+def test_plain_source_batch_trains_source_only():
+    # M(0) of Algorithm 1: a plain labelled batch, segmentation loss only, D_M untouched
+    model = build()
+    d_before = params(model.discriminator)
+    m_before = params(model.segmentor)
+    log = model.train_step(batch()['source'], sgd_wrappers(model))
+    assert sorted(k for k in log if not k.startswith('src.')) == []
+    assert all(torch.equal(d_before[k], v) for k, v in params(model.discriminator).items())
+    assert any(not torch.equal(m_before[k], v) for k, v in params(model.segmentor).items())
+    # the segmentor's optimiser alone is enough for source-only training
+    log = model.train_step(batch()['source'], OptimWrapperDict(segmentor=sgd_wrappers(model)['segmentor']))
+    assert torch.isfinite(log['src.decode.loss_ce'])
 
 
 def test_inference_delegates_to_segmentor():

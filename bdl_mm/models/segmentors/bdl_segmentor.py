@@ -15,6 +15,11 @@ from torch import Tensor
 from ..discriminators.output_discriminator import check_num_classes
 
 
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (MMSeparateDistributedDataParallel wraps each submodule)."""
+    return getattr(module, 'module', module)
+
+
 def _first_conv_in_channels(module: nn.Module) -> Optional[int]:
     """Input channels of a discriminator: its ``in_channels`` attribute, else its first convolution's."""
     in_channels = getattr(module, 'in_channels', None)
@@ -140,11 +145,18 @@ class BDLSegmentor(BaseModel):
         """Decode-head logits (feature resolution) and, given labelled samples, the segmentor's losses.
 
         Same computation as ``EncoderDecoder.loss`` (decode head ``forward`` + ``loss_by_feat``, auxiliary
-        heads), but the logits are kept for D_M.
+        heads), but the logits are kept for D_M. Without auxiliary heads the forward pass goes through
+        ``self.segmentor(mode='tensor')`` so that a DDP wrapper around the segmentor
+        (``MMSeparateDistributedDataParallel``) sees it and synchronises the gradients.
         """
-        seg = self.segmentor
-        feats = seg.extract_feat(inputs)
-        logits = seg.decode_head(feats)
+        seg = _unwrap(self.segmentor)
+        if seg.with_auxiliary_head:
+            if seg is not self.segmentor:
+                raise NotImplementedError('BDLSegmentor: auxiliary heads are not supported under DDP')
+            feats = seg.extract_feat(inputs)
+            logits = seg.decode_head(feats)
+        else:
+            feats, logits = None, self.segmentor(inputs, None, mode='tensor')
         losses = dict()
         if data_samples is not None:
             losses.update(add_prefix(seg.decode_head.loss_by_feat(logits, data_samples), 'decode'))
@@ -153,7 +165,8 @@ class BDLSegmentor(BaseModel):
         return logits, losses
 
     def _upsample(self, logits: Tensor, size: torch.Size) -> Tensor:
-        return F.interpolate(logits, size=size, mode='bilinear', align_corners=self.segmentor.decode_head.align_corners)
+        return F.interpolate(logits, size=size, mode='bilinear',
+                             align_corners=_unwrap(self.segmentor).decode_head.align_corners)
 
     def _bce(self, d_out: Tensor, label: float) -> Tensor:
         return F.binary_cross_entropy_with_logits(d_out, torch.full_like(d_out, label))
@@ -200,16 +213,20 @@ class BDLSegmentor(BaseModel):
             with pseudo labels), ``tgt.loss_adv`` (weighted by ``lambda_adv``), ``dis.loss_src``,
             ``dis.loss_tgt`` (each already halved).
         """
-        if not isinstance(data, dict) or not {'source', 'target'} <= set(data):
+        if isinstance(data, dict) and 'inputs' in data and 'source' not in data:
+            data = dict(source=data)  # a plain labelled batch: source-only training (M(0) of Algorithm 1)
+        if not isinstance(data, dict) or 'source' not in data or not set(data) <= {'source', 'target'}:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise TypeError(f'BDLSegmentor.train_step expects dict(source=..., target=...) (UDADataset '
-                            f'batches), got {got}')
+                            f'batches) or a plain source batch, got {got}')
+        source_only = 'target' not in data
         if isinstance(optim_wrapper, OptimWrapperDict):
-            if 'segmentor' not in optim_wrapper or (self.adversarial and 'discriminator' not in optim_wrapper):
+            if 'segmentor' not in optim_wrapper or (self.adversarial and not source_only
+                                                     and 'discriminator' not in optim_wrapper):
                 raise KeyError(f'BDLSegmentor: optim_wrapper needs keys segmentor and discriminator, got '
                                f'{list(optim_wrapper.keys())}')
             seg_optim = optim_wrapper['segmentor']
-        elif self.adversarial:
+        elif self.adversarial and not source_only:
             raise TypeError('BDLSegmentor: adversarial training needs an OptimWrapperDict(segmentor=..., '
                             'discriminator=...)')
         else:
@@ -221,11 +238,12 @@ class BDLSegmentor(BaseModel):
                 raise ValueError(f'BDLSegmentor: optim_wrapper.{name}.accumulative_counts must be 1, got '
                                  f'{wrapper._accumulative_counts}')
         src = self.data_preprocessor(data['source'], True)
-        tgt = self.data_preprocessor(data['target'], True)
+        tgt = None if source_only else self.data_preprocessor(data['target'], True)
+        adversarial = self.adversarial and not source_only
         log_vars = dict()
 
         # ---- (1) M update, D_M frozen
-        d_params = list(self.discriminator.parameters()) if self.adversarial else []
+        d_params = list(self.discriminator.parameters()) if adversarial else []
         d_flags = [p.requires_grad for p in d_params]
         for p in d_params:
             p.requires_grad_(False)
@@ -240,10 +258,11 @@ class BDLSegmentor(BaseModel):
             seg_optim.backward(src_loss)
             src_logits = src_logits.detach()
 
-            tgt_shape = tgt['inputs'].shape[2:]
-            pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
             tgt_logits = None
-            if pseudo is not None or self.adversarial:
+            if not source_only:
+                tgt_shape = tgt['inputs'].shape[2:]
+                pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
+            if not source_only and (pseudo is not None or adversarial):
                 with seg_optim.optim_context(self):
                     tgt_logits, _ = self._logits(tgt['inputs'])
                     tgt_up = self._upsample(tgt_logits, tgt_shape)
@@ -251,8 +270,9 @@ class BDLSegmentor(BaseModel):
                     if pseudo is not None:
                         tgt_losses['loss_ssl'] = self.lambda_ssl * cross_entropy(
                             tgt_up, pseudo, weight=pseudo_w, reduction='mean', ignore_index=255, avg_non_ignore=True)
-                    if self.adversarial:
-                        d_out = self.discriminator(F.softmax(tgt_up, dim=1))
+                    if adversarial:
+                        # the unwrapped D_M: only the gradient w.r.t. its input is wanted here, so no DDP sync
+                        d_out = _unwrap(self.discriminator)(F.softmax(tgt_up, dim=1))
                         tgt_losses['loss_adv'] = self.lambda_adv * self._bce(d_out, self.source_label)
                     tgt_loss, tgt_log = self.parse_losses(tgt_losses)
                 tgt_log.pop('loss')
@@ -266,18 +286,18 @@ class BDLSegmentor(BaseModel):
             for p, flag in zip(d_params, d_flags):
                 p.requires_grad_(flag)
 
-        # ---- (2) D_M update on detached predictions
-        if self.adversarial:
+        # ---- (2) D_M update on detached predictions. Each term is backpropagated right after its forward
+        # pass (as the release does); a DDP-wrapped D_M needs one backward per forward.
+        if adversarial:
             dis_optim = optim_wrapper['discriminator']
-            with dis_optim.optim_context(self.discriminator):
-                with torch.no_grad():
-                    src_prob = F.softmax(self._upsample(src_logits, src['inputs'].shape[2:]), dim=1)
-                    tgt_prob = F.softmax(self._upsample(tgt_logits, tgt_shape), dim=1)
-                dis_losses = dict(
-                    loss_src=self._bce(self.discriminator(src_prob), self.source_label) / 2,
-                    loss_tgt=self._bce(self.discriminator(tgt_prob), self.target_label) / 2)
-                dis_loss, dis_log = self.parse_losses(dis_losses)
-            dis_log.pop('loss')
-            log_vars.update(add_prefix(dis_log, 'dis'))
-            dis_optim.update_params(dis_loss)
+            for key, logits, shape, label in (('loss_src', src_logits, src['inputs'].shape[2:], self.source_label),
+                                              ('loss_tgt', tgt_logits, tgt_shape, self.target_label)):
+                with dis_optim.optim_context(self.discriminator):
+                    with torch.no_grad():
+                        prob = F.softmax(self._upsample(logits, shape), dim=1)
+                    loss = self._bce(self.discriminator(prob), label) / 2
+                dis_optim.backward(loss)
+                log_vars[f'dis.{key}'] = loss.detach()
+            dis_optim.step()
+            dis_optim.zero_grad()
         return {k: v.detach() for k, v in log_vars.items()}
