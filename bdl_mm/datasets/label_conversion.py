@@ -1,0 +1,110 @@
+"""The conversion step shared by ``tools/dataset_converters/{gta5,synthia,cityscapes}.py``.
+
+One job converts one id label into a ``*_labelTrainIds.png`` next to it (atomic write, skipped when it exists and
+``overwrite`` is off, so an interrupted run resumes) and checks that the image exists, is readable and has the
+label's size. Jobs are run in parallel with mmengine's progress bar and may be sharded across machines.
+"""
+import os
+import os.path as osp
+from functools import partial
+
+import cv2
+from mmengine.utils import track_parallel_progress, track_progress
+
+from .label_maps import LabelFileError, image_size
+
+SIZE_POLICIES = ('resize', 'drop', 'error')
+
+
+def write_png_atomic(path, array):
+    """Write a PNG through a temporary file in the same folder, then rename it into place."""
+    tmp = f'{path[:-4]}.tmp{os.getpid()}.png'
+    if not cv2.imwrite(tmp, array):
+        raise LabelFileError(f'cannot write {path}')
+    os.replace(tmp, path)
+
+
+def convert_one(job, lut, reader, size_policy='error', overwrite=False):
+    """Convert one label; ``job`` = (name, image path, id label path, trainId label path).
+
+    Returns ``(name, status, message)`` with status ``'ok'``, ``'mismatch'`` (label size differs from the image
+    size; with policy ``'resize'`` the trainId label is resized to the image, nearest neighbour), or ``'error'``
+    (one-line message naming the file).
+    """
+    name, img_path, src, dst = job
+    try:
+        if not osp.isfile(img_path):
+            raise LabelFileError(f'image {img_path} does not exist')
+        if not osp.isfile(src):
+            raise LabelFileError(f'label {src} for image {img_path} does not exist')
+        img_w, img_h = image_size(img_path)
+        done = not overwrite and osp.isfile(dst)
+        if done:
+            lab_w, lab_h = image_size(src)
+            mismatch = (lab_w, lab_h) != (img_w, img_h)
+        else:
+            ids = reader(src)
+            lab_h, lab_w = ids.shape[:2]
+            train_ids = lut[ids]
+            mismatch = (lab_w, lab_h) != (img_w, img_h)
+            if mismatch and size_policy == 'resize':
+                train_ids = cv2.resize(train_ids, (img_w, img_h), interpolation=cv2.INTER_NEAREST)
+        msg = f'label {src} is {lab_w}x{lab_h} but image {img_path} is {img_w}x{img_h}' if mismatch else ''
+        if mismatch and size_policy == 'error':
+            return name, 'error', msg
+        if not done and not (mismatch and size_policy == 'drop'):
+            write_png_atomic(dst, train_ids)
+        return name, 'mismatch' if mismatch else 'ok', msg
+    except LabelFileError as e:
+        return name, 'error', str(e)
+
+
+def run_conversion(jobs, lut, reader, nproc=1, size_policy='error', overwrite=False, shard_id=0, num_shards=1):
+    """Convert ``jobs`` (this shard's part) and return ``(ok_names, mismatches, errors)``.
+
+    ``mismatches`` and ``errors`` are lists of ``(name, message)``; names of ``ok_names`` are those that belong in
+    the split file (mismatching pairs included unless the policy is ``'drop'``).
+    """
+    if size_policy not in SIZE_POLICIES:
+        raise ValueError(f'size policy must be one of {SIZE_POLICIES}, got {size_policy!r}')
+    jobs = sorted(jobs)[shard_id::num_shards]
+    func = partial(convert_one, lut=lut, reader=reader, size_policy=size_policy, overwrite=overwrite)
+    if not jobs:
+        return [], [], []
+    if nproc > 1:
+        results = track_parallel_progress(func, jobs, nproc)
+    else:
+        results = track_progress(func, jobs)
+    ok, mismatches, errors = [], [], []
+    for name, status, msg in results:
+        if status == 'error':
+            errors.append((name, msg))
+            continue
+        if status == 'mismatch':
+            mismatches.append((name, msg))
+            if size_policy == 'drop':
+                continue
+        ok.append(name)
+    return ok, mismatches, errors
+
+
+def write_lines_atomic(path, lines):
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.writelines(f'{line}\n' for line in lines)
+    os.replace(tmp, path)
+
+
+def report(tool, ok, mismatches, errors, size_policy, mismatch_file=None):
+    """Print the outcome; write the mismatch list; exit with one line per bad file if any failed."""
+    for _, msg in mismatches:
+        print(f'{tool}: size mismatch ({size_policy}): {msg}')
+    if mismatch_file is not None and mismatches:
+        write_lines_atomic(mismatch_file, [name for name, _ in mismatches])
+    for _, msg in errors:
+        print(f'{tool}: error: {msg}')
+    print(f'{tool}: {len(ok)} labels converted, {len(mismatches)} size mismatches ({size_policy}), '
+          f'{len(errors)} errors')
+    if errors:
+        raise SystemExit(f'{tool}: {errors[0][1]}' + (f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''))
+

@@ -1,0 +1,5 @@
+# Copyright (c) bdl_mm contributors. Owned by the module authors: import each registered class here.
+from .load_pseudo_label import LoadPseudoLabel
+from .pack_uda_inputs import PackUDAInputs
+
+__all__ = ['LoadPseudoLabel', 'PackUDAInputs']

@@ -1,0 +1,92 @@
+"""tools/make_toy_data.py: deterministic, real on-disk formats, several classes, a genuine appearance gap."""
+import importlib.util
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+from PIL import Image
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+spec = importlib.util.spec_from_file_location('make_toy_data', osp.join(ROOT, 'tools', 'make_toy_data.py'))
+toy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(toy)
+
+
+def files(root):
+    return sorted(osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_layout_and_formats(tmp_path):
+    toy.make_toy_data(str(tmp_path), seed=0, num_source=4, num_target_train=3, num_target_val=2)
+    listed = files(tmp_path)
+    assert [f for f in listed if f.startswith('gta5/images')] == [f'gta5/images/{i:05d}.png' for i in range(1, 5)]
+    assert [f for f in listed if f.startswith('gta5/labels')] == [f'gta5/labels/{i:05d}.png' for i in range(1, 5)]
+    assert 'cityscapes/leftImg8bit/train/toyburg/toyburg_000000_000000_leftImg8bit.png' in listed
+    assert 'cityscapes/gtFine/train/mockheim/mockheim_000000_000001_gtFine_labelIds.png' in listed
+    assert len([f for f in listed if f.startswith('cityscapes/gtFine/val/')]) == 2
+    with Image.open(tmp_path / 'gta5/labels/00002.png') as lab:
+        assert lab.mode == 'P' and lab.size == (320, 176)  # palette PNG with Cityscapes ids, like GTA5
+    with Image.open(tmp_path / 'gta5/labels/00001.png') as lab:
+        assert lab.size == (320, 178)  # one label of another size than its image, as in GTA5
+    img = cv2.imread(str(tmp_path / 'cityscapes/leftImg8bit/val/valtown/valtown_000000_000000_leftImg8bit.png'))
+    assert img.shape == (256, 512, 3)
+    ids = set()
+    for f in listed:
+        if f.endswith('labelIds.png') or f.startswith('gta5/labels'):
+            ids |= set(np.unique(np.asarray(Image.open(tmp_path / f))).tolist())
+    assert {7, 8, 11, 17, 21, 23, 24, 26} <= ids  # road, sidewalk, building, pole, vegetation, sky, person, car
+    assert {0, 1} <= ids  # ids without a trainId
+
+
+def test_deterministic_under_seed(tmp_path):
+    kw = dict(num_source=2, num_target_train=1, num_target_val=1)
+    toy.make_toy_data(str(tmp_path / 'a'), seed=1, **kw)
+    toy.make_toy_data(str(tmp_path / 'b'), seed=1, **kw)
+    toy.make_toy_data(str(tmp_path / 'c'), seed=2, **kw)
+    for f in files(tmp_path / 'a'):
+        assert (tmp_path / 'a' / f).read_bytes() == (tmp_path / 'b' / f).read_bytes(), f
+    assert (tmp_path / 'a/gta5/images/00002.png').read_bytes() != (tmp_path / 'c/gta5/images/00002.png').read_bytes()
+
+
+def test_appearance_gap_between_domains():
+    rng = np.random.default_rng(0)
+    lab = toy.draw_layout(rng, 128, 256)
+    src = toy.render(lab, 'source', np.random.default_rng(1)).astype(np.float32)
+    tgt = toy.render(lab, 'target', np.random.default_rng(1)).astype(np.float32)
+    # the same scene looks different: per-class mean colours move, the target is noisier (texture, sensor)
+    for cls in (toy.ROAD, toy.BUILDING, toy.CAR):
+        assert np.abs(src[lab == cls].mean(0) - tgt[lab == cls].mean(0)).max() > 25
+    assert tgt[lab == toy.ROAD].std(0).mean() > 2 * src[lab == toy.ROAD].std(0).mean()
+
+
+def test_command_line(tmp_path):
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_data.py'), str(tmp_path), '--seed', '3',
+                          '--num-source', '2', '--num-target-train', '2', '--num-target-val', '1'],
+                         capture_output=True, text=True, check=True).stdout
+    assert 'toy data written' in out
+    assert len(files(tmp_path / 'gta5')) == 4 and len(files(tmp_path / 'cityscapes')) == 6
+
+
+def test_gap_script_compares_models_of_the_same_size(tmp_path):
+    """tools/toy_domain_gap.py is run by hand (minutes); here: both runs get the same model, which builds and runs."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    spec = importlib.util.spec_from_file_location('toy_domain_gap', osp.join(ROOT, 'tools', 'toy_domain_gap.py'))
+    gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gap)
+    cfgs = [gap.build_cfg(name, dict(type='GTA5Dataset'), str(tmp_path), str(tmp_path), 10, 2, 1e-3, 0)
+            for name in ('source_only', 'target_trained')]
+    assert cfgs[0].model == cfgs[1].model
+    assert cfgs[0].val_evaluator.type == 'UDAIoUMetric' and cfgs[0].train_cfg.max_iters == 10
+    init_default_scope('mmseg')
+    model = MODELS.build(cfgs[0].model)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.zeros(1, 3, 128, 256), mode='tensor')
+    assert logits.shape == (1, 19, 16, 32)  # output stride 8
