@@ -16,6 +16,8 @@ REQUIRED = {
     'mmcv': ('2.1.0', 'mmcv'),
     'mmseg': ('1.2.2', 'mmsegmentation'),
     'mmagic': ('1.2.0', 'mmagic'),
+    # MMagic's data transforms (F's training pipeline) import it unconditionally
+    'albumentations': ('1.3.1', 'albumentations'),
 }
 
 

@@ -86,6 +86,7 @@ log "checking imports"
 import torch, mmcv, mmengine, mmseg, mmagic
 from mmcv.ops import nms  # noqa: F401
 from mmagic.models.editors.cyclegan import CycleGAN  # noqa: F401
+import mmagic.datasets.transforms  # noqa: F401  (needs albumentations)
 import cityscapesscripts.helpers.labels  # noqa: F401
 import bdl_mm  # noqa: F401
 print(f'torch {torch.__version__} mmcv {mmcv.__version__} mmengine {mmengine.__version__} '

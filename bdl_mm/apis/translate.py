@@ -1,0 +1,305 @@
+# Copyright (c) bdl_mm contributors.
+"""Translate a whole source data set with the generator of F (S' = F(S) in Algorithm 1)."""
+import copy
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import cv2
+import mmcv
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmagic.registry import MODELS
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import _load_checkpoint
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+__all__ = ['load_translator', 'translate_dataset', 'list_images']
+
+PER_KEYS = ('segmentor', 'seg_input', 'perceptual_loss')
+
+
+def load_translator(config: Union[str, Config, dict], checkpoint: Optional[str] = None,
+                    device: Union[str, torch.device] = 'cpu') -> nn.Module:
+    """Build the translation model of a config (without its segmentor M: not needed to translate), load weights.
+
+    Args:
+        config: path to a translation config, a :class:`Config`, or the config's ``model`` dict.
+        checkpoint: F checkpoint (mmengine runner checkpoint or ``tools/model_converters/cyclegan_pytorch.py``
+            output). Every generator weight must be there with its shape and no unknown key may be (the
+            discriminators may be absent). ``None`` keeps the initial weights.
+        device: where to put the model.
+
+    Returns:
+        The model (an MMagic translation model, e.g. ``PerceptualCycleGAN``) in eval mode.
+    """
+    if isinstance(config, str):
+        config = Config.fromfile(config)
+    model_cfg = copy.deepcopy(config['model'] if 'model' in config else config)
+    if 'PerceptualCycleGAN' in str(model_cfg.get('type', '')):
+        for key in PER_KEYS:
+            model_cfg.pop(key, None)
+        model_cfg['perceptual_loss'] = None
+    with DefaultScope.overwrite_default_scope('mmagic'):
+        model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+        own = model.state_dict()
+        # The discriminators are not needed to translate: a generators-only checkpoint is fine.
+        missing = [k for k in own if k not in state and not k.startswith('discriminators.')]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            raise ValueError(f'F checkpoint {checkpoint} does not fit the config\'s model: missing {missing[:4]}, '
+                             f'unexpected {unexpected[:4]}, shape mismatch {wrong[:4]}')
+        model.load_state_dict(state, strict=False)
+    return model.to(device).eval()
+
+
+def list_images(root: str, img_suffix: Union[str, Sequence[str]] = '.png') -> List[str]:
+    """Sorted paths, relative to ``root``, of the files under ``root`` (recursive) ending with ``img_suffix``."""
+    if not osp.isdir(root):
+        raise FileNotFoundError(f'translate: source folder {root} does not exist')
+    suffix = (img_suffix, ) if isinstance(img_suffix, str) else tuple(img_suffix)
+    rels = []
+    for dirpath, _, files in os.walk(root, followlinks=True):
+        for name in files:
+            if name.endswith(suffix) and not name.startswith('.'):
+                rels.append(osp.relpath(osp.join(dirpath, name), root))
+    return sorted(rels)
+
+
+def _tmp_path(path: str) -> str:
+    """The temporary file a result is written to before ``os.replace``: hidden, same folder, fixed per file."""
+    head, tail = osp.split(path)
+    return osp.join(head, f'.{tail}.part')
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    tmp = _tmp_path(path)
+    with open(tmp, 'wb') as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _first(batch):
+    return batch[0]
+
+
+class _ImageReader(Dataset):
+    """Decodes the images to translate (BGR uint8); failures are returned, not raised, so they can be skipped."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, idx):
+        path = self.paths[idx]
+        try:
+            with open(path, 'rb') as f:
+                img = mmcv.imfrombytes(f.read(), flag='color', channel_order='bgr')
+            if img is None:
+                raise ValueError('not a decodable image')
+            return idx, img, None
+        except Exception as e:  # noqa: BLE001 - reported by name by the caller
+            return idx, None, f'{type(e).__name__}: {e}'
+
+
+def _resolve_generator(model: nn.Module, target_domain: Optional[str], mean, std, channel_order):
+    """The generator to run and the generator's pixel normalisation (mean, std, channel order)."""
+    if is_model_wrapper(model):
+        model = model.module
+    generators = getattr(model, 'generators', None)
+    if generators is not None:
+        if is_model_wrapper(generators):
+            generators = generators.module
+        domain = target_domain or model._default_domain
+        if domain not in generators:
+            raise KeyError(f'translate: target domain {domain!r} not in the model\'s domains {list(generators)}')
+        generator = generators[domain]
+        dp = model.data_preprocessor
+        if getattr(dp, '_enable_normalize', False):
+            mean = dp.mean.flatten().tolist() if mean is None else mean
+            std = dp.std.flatten().tolist() if std is None else std
+        channel_order = channel_order or getattr(dp, 'output_channel_order', None) or 'BGR'
+    else:
+        if target_domain is not None:
+            raise ValueError('translate: target_domain needs a translation model, got a bare generator')
+        generator = model
+        channel_order = channel_order or 'RGB'  # pytorch-CycleGAN convention
+    mean = [127.5] if mean is None else list(np.atleast_1d(mean).astype(float))
+    std = [127.5] if std is None else list(np.atleast_1d(std).astype(float))
+    if channel_order.upper() not in ('RGB', 'BGR'):
+        raise ValueError(f"translate: channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+    return generator, mean, std, channel_order.upper()
+
+
+def translate_dataset(model: nn.Module,
+                      src: Union[str, Sequence[str]],
+                      out_dir: str,
+                      *,
+                      src_root: Optional[str] = None,
+                      img_suffix: Union[str, Sequence[str]] = '.png',
+                      target_domain: Optional[str] = None,
+                      batch_size: int = 1,
+                      num_workers: int = 2,
+                      shard_id: Optional[int] = None,
+                      num_shards: Optional[int] = None,
+                      on_error: str = 'raise',
+                      overwrite: bool = False,
+                      scale: Optional[int] = None,
+                      pad_size_divisor: int = 4,
+                      mean: Optional[Sequence[float]] = None,
+                      std: Optional[Sequence[float]] = None,
+                      channel_order: Optional[str] = None,
+                      progress: bool = True) -> Dict[str, object]:
+    """Translate every image of a source set with F's generator into ``out_dir``, keeping names and resolution.
+
+    Output policy: ``out_dir/<path relative to the source root>``, same file name and extension (so the
+    source's labels and the dataset's ``img_suffix`` still match), same resolution as the input image. The
+    image is reflect-padded to a multiple of ``pad_size_divisor`` (the ResNet generator downsamples by 4) and
+    the output cropped back, so pixels stay aligned with the labels. ``scale`` (e.g. 1024) instead translates
+    at the training scale (long edge, = width for these data sets, like the release) and resizes the result
+    back (bicubic) to the input's size; the default (None) translates at the original resolution.
+
+    The job is resumable and shardable: an existing output is a finished file (writes are atomic: a hidden
+    ``.<name>.part`` in the same folder, then ``os.replace``) and is skipped unless ``overwrite``; shard
+    ``shard_id`` of ``num_shards`` takes every ``num_shards``-th file of the sorted list (default: the
+    torch.distributed rank and world size, else the whole set). Images of equal size are batched together.
+
+    Args:
+        model: a translation model (MMagic ``CycleGAN``/``PerceptualCycleGAN``: the generator of
+            ``target_domain``, default the model's default domain, with its data preprocessor's normalisation)
+            or a bare generator (``mean``/``std`` default 127.5 and ``channel_order`` 'RGB').
+        src: the source folder (scanned recursively for ``img_suffix``) or a list of image paths.
+        out_dir: output folder.
+        src_root: root the output paths are made relative to (default: ``src`` if a folder, else the common
+            folder of the listed paths).
+        on_error: ``'raise'`` (default) stops at the first unreadable image, naming it; ``'skip'`` logs each
+            unreadable image by name, goes on, and writes their paths to ``out_dir/skipped_images*.txt``.
+
+    Returns:
+        dict with ``total`` (files of this shard), ``existing`` (already done), ``written``, ``skipped`` and
+        ``skipped_files``.
+    """
+    if on_error not in ('raise', 'skip'):
+        raise ValueError(f"translate: on_error must be 'raise' or 'skip', got {on_error!r}")
+    if batch_size < 1:
+        raise ValueError(f'translate: batch_size must be >= 1, got {batch_size}')
+    if isinstance(src, str):
+        src_root = src if src_root is None else src_root
+        rels = list_images(src, img_suffix)
+        if src_root != src:
+            rels = [osp.relpath(osp.join(src, r), src_root) for r in rels]
+    else:
+        paths = [str(p) for p in src]
+        if src_root is None:
+            src_root = osp.commonpath([osp.abspath(osp.dirname(p)) for p in paths]) if paths else '.'
+        rels = sorted(osp.relpath(p, src_root) for p in paths)
+    if any(r.startswith('..') for r in rels):
+        raise ValueError(f'translate: all source images must lie under src_root {src_root}')
+
+    if num_shards is None and shard_id is not None:
+        raise ValueError('translate: shard_id needs num_shards')
+    if num_shards is None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            shard_id, num_shards = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            shard_id, num_shards = 0, 1
+    shard_id = 0 if shard_id is None else shard_id
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f'translate: shard_id {shard_id} not in [0, {num_shards})')
+    rels = rels[shard_id::num_shards]
+
+    outs = [osp.join(out_dir, r) for r in rels]
+    todo = [i for i, o in enumerate(outs) if overwrite or not osp.exists(o)]
+    for i in todo:  # leftovers of a run killed between write and rename
+        if osp.exists(_tmp_path(outs[i])):
+            os.remove(_tmp_path(outs[i]))
+    stats = dict(total=len(rels), existing=len(rels) - len(todo), written=0, skipped=0, skipped_files=[])
+    if not todo:
+        return stats
+
+    generator, mean, std, order = _resolve_generator(model, target_domain, mean, std, channel_order)
+    device = next(generator.parameters()).device
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    was_training = generator.training
+    generator.eval()  # IN without running stats and no dropout: eval == train (MMagic's test trick not needed)
+
+    def run(batch: List[tuple]) -> None:
+        imgs = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)  # N, H, W, 3 BGR uint8
+        x = imgs.permute(0, 3, 1, 2).float()
+        if order == 'RGB':
+            x = x.flip(1)
+        x = (x - mean_t) / std_t
+        h, w = x.shape[-2:]
+        if scale:
+            factor = scale / max(h, w)
+            x = F.interpolate(x, size=(round(h * factor), round(w * factor)), mode='bicubic', align_corners=False)
+        sh, sw = x.shape[-2:]
+        ph, pw = (-sh) % pad_size_divisor, (-sw) % pad_size_divisor
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode='reflect')
+        with torch.no_grad():
+            y = generator(x)[..., :sh, :sw]
+        if (sh, sw) != (h, w):
+            y = F.interpolate(y, size=(h, w), mode='bicubic', align_corners=False)
+        y = (y * std_t + mean_t).clamp(0, 255).round()
+        if order == 'RGB':
+            y = y.flip(1)
+        y = y.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+        for (i, _), img in zip(batch, y):
+            ok, buf = cv2.imencode(osp.splitext(outs[i])[1] or '.png', img)
+            if not ok:
+                raise RuntimeError(f'translate: cannot encode {outs[i]}')
+            os.makedirs(osp.dirname(outs[i]) or '.', exist_ok=True)
+            _atomic_write_bytes(outs[i], buf.tobytes())
+            stats['written'] += 1
+
+    reader = _ImageReader([osp.join(src_root, rels[i]) for i in todo])
+    loader = DataLoader(reader, batch_size=1, num_workers=num_workers, collate_fn=_first)
+    buckets: Dict[tuple, List[tuple]] = {}
+    bar = tqdm(total=len(todo), desc=f'translate shard {shard_id}/{num_shards}', disable=not progress)
+    try:
+        for j, img, err in loader:
+            i = todo[j]
+            if img is None:
+                name = osp.join(src_root, rels[i])
+                if on_error == 'raise':
+                    raise RuntimeError(f'translate: cannot read image {name} ({err}); '
+                                       "use on_error='skip' (--on-error skip) to skip unreadable images")
+                print_log(f'translate: skipping unreadable image {name} ({err})', logger='current', level=30)
+                stats['skipped_files'].append(name)
+                bar.update(1)
+                continue
+            bucket = buckets.setdefault(img.shape, [])
+            bucket.append((i, img))
+            if len(bucket) == batch_size:
+                run(bucket)
+                bar.update(len(bucket))
+                buckets.pop(img.shape)
+        for bucket in buckets.values():
+            run(bucket)
+            bar.update(len(bucket))
+    finally:
+        bar.close()
+        generator.train(was_training)
+    stats['skipped'] = len(stats['skipped_files'])
+    if stats['skipped_files']:
+        suffix = '' if num_shards == 1 else f'_shard{shard_id}of{num_shards}'
+        list_path = osp.join(out_dir, f'skipped_images{suffix}.txt')
+        _atomic_write_bytes(list_path, ''.join(f'{p}\n' for p in stats['skipped_files']).encode())
+        print_log(f'translate: {stats["skipped"]} unreadable image(s) skipped, listed in {list_path}',
+                  logger='current', level=30)
+    return stats
