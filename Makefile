@@ -17,8 +17,11 @@ lint: env
 test: lint
 	$(PY) -m pytest tests -q
 
+# the embedded toy data in the real on-disk formats, converted by the real converters
 toy-data: env
 	$(PY) tools/make_toy_data.py $(TOY_DATA)
+	$(PY) tools/dataset_converters/gta5.py $(TOY_DATA)/gta5 --nproc 2
+	$(PY) tools/dataset_converters/cityscapes.py $(TOY_DATA)/cityscapes --nproc 2
 
 toy: toy-data
 	$(PY) tools/train.py configs/bdl_toy.py --work-dir $(TOY_WORK_DIR)

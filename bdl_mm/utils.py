@@ -100,3 +100,31 @@ def enable_amp(cfg):
 
     visit(cfg)
     return switched
+
+
+def init_cpu_distributed(cfg):
+    """Make ``--launcher pytorch`` work on a machine without CUDA (gloo, CPU DDP). No-op with CUDA.
+
+    mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally, which fails without a GPU,
+    so the process group is started here with gloo (the Runner skips its own initialisation when one exists);
+    and its ``wrap_model`` passes ``device_ids=[LOCAL_RANK]``, which DDP refuses for CPU modules, so the
+    config's wrapper gets ``device_ids=None`` (see :func:`cpu_model_wrapper`).
+    """
+    import torch
+    import torch.distributed as dist
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cpu_model_wrapper(cfg)
+    return True
+
+
+def cpu_model_wrapper(cfg):
+    """Set ``device_ids=None`` on the config's DDP wrapper (added if missing) when there is no GPU."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel', broadcast_buffers=False)
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

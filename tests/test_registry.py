@@ -37,8 +37,9 @@ def test_import_registers_every_module():
 
 
 def test_registered_classes_live_in_bdl_mm():
-    import bdl_mm  # noqa: F401
     from mmseg.registry import LOOPS, MODELS
+
+    import bdl_mm  # noqa: F401
     assert MODELS.get('BDLSegmentor').__module__ == 'bdl_mm.models.segmentors.bdl_segmentor'
     assert LOOPS.get('BidirectionalLoop').__module__ == 'bdl_mm.engine.loops.bidirectional_loop'
 
@@ -59,7 +60,8 @@ def test_tool_reports_missing_dependency_without_traceback(tmp_path):
     fake.mkdir()
     (fake / '__init__.py').write_text('raise ImportError("undefined symbol: _ZN3c10")\n')
     env = {'PYTHONPATH': str(tmp_path), 'PATH': '/usr/bin:/bin'}
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/train.py'), '-h'], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/train.py'), '-h'], capture_output=True, text=True,
+                          env=env)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -68,7 +70,8 @@ def test_tool_reports_missing_dependency_without_traceback(tmp_path):
 
 @pytest.mark.parametrize('tool', ['train', 'test'])
 def test_tools_show_mmseg_flags(tool):
-    proc = subprocess.run([sys.executable, osp.join(ROOT, f'tools/{tool}.py'), '-h'], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, osp.join(ROOT, f'tools/{tool}.py'), '-h'], capture_output=True, text=True,
+                          check=True)
     for flag in ('--work-dir', '--cfg-options', '--launcher'):
         assert flag in proc.stdout
     if tool == 'train':

@@ -11,6 +11,8 @@ import _bootstrap  # noqa: F401  (must come first: one-line error if the stack i
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from bdl_mm.utils import init_cpu_distributed
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='MMSeg test (and eval) a model')
@@ -80,6 +82,7 @@ def main():
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
 
+    init_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
 

@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from bdl_mm.utils import enable_amp
+from bdl_mm.utils import enable_amp, init_cpu_distributed
 
 
 def parse_args():
@@ -62,6 +62,7 @@ def main():
         print_log('AMP training is already enabled in your config.', logger='current', level=logging.WARNING)
 
     cfg.resume = args.resume
+    init_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 

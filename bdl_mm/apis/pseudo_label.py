@@ -47,6 +47,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Subset
 
+from ..datasets.uda_dataset import pseudo_label_name
 from .ssl_thresholds import (
     CONF_LEVELS,
     MODES,
@@ -196,11 +197,7 @@ def _relative_paths(dataset: BaseDataset) -> List[str]:
     prefix = (getattr(dataset, 'data_prefix', None) or {}).get('img_path', '') or ''
     rels = []
     for i in range(len(dataset)):
-        path = dataset.get_data_info(i)['img_path']
-        rel = osp.relpath(path, prefix) if prefix else osp.basename(path)
-        if rel.startswith('..'):
-            rel = osp.basename(path)
-        rels.append(rel)
+        rels.append(pseudo_label_name(dataset.get_data_info(i)['img_path'], prefix))
     if len(set(rels)) != len(rels):
         raise ValueError('the target set holds two images with the same relative path; pseudo labels would collide')
     return rels

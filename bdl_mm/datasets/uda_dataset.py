@@ -12,6 +12,15 @@ from .file_checks import check_data_list
 from .label_maps import LabelFileError, check_readable
 
 
+def pseudo_label_name(img_path: str, img_prefix: str) -> str:
+    """Where a target image's pseudo label lives inside a pseudo-label folder: the image's path relative to the
+    dataset's image prefix, with a ``.png`` extension (labels are PNG whatever the image format)."""
+    rel = osp.relpath(img_path, img_prefix) if img_prefix else osp.basename(img_path)
+    if rel.startswith('..'):
+        rel = osp.basename(img_path)
+    return osp.splitext(rel)[0] + '.png'
+
+
 @DATASETS.register_module()
 class UDADataset:
     """Pairs a source dataset (images + labels) with a target dataset (images, optional pseudo labels).
@@ -98,7 +107,7 @@ class UDADataset:
         paths = []
         for i in range(len(self.target)):
             img_path = self.target.get_data_info(i)['img_path']
-            label = osp.join(pseudo_label_dir, osp.relpath(img_path, img_prefix))
+            label = osp.join(pseudo_label_dir, pseudo_label_name(img_path, img_prefix))
             if not osp.isfile(label):
                 raise FileNotFoundError(f'UDADataset: pseudo label {label} of target image {img_path} does not exist')
             weight = osp.splitext(label)[0] + '_conf.png'

@@ -1,4 +1,5 @@
-# Copyright (c) bdl_mm contributors. Owned by the module authors: import each registered class here.
+# Copyright (c) bdl_mm contributors.
 from .pseudo_label_hook import PseudoLabelHook
+from .stage_metrics_hook import StageMetricsHook
 
-__all__ = ['PseudoLabelHook']
+__all__ = ['PseudoLabelHook', 'StageMetricsHook']

@@ -15,3 +15,5 @@ model = dict(
     adversarial=True,
     source_label=0,
     target_label=1)
+# Distributed runs: M and D_M are wrapped separately (BDLSegmentor.train_step drives both optimisers).
+model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False, find_unused_parameters=False)

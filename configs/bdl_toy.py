@@ -1,0 +1,100 @@
+# Algorithm 1 on the embedded toy data (tools/make_toy_data.py + converters: `make toy`), on the CPU in minutes.
+# Same procedure and modules as configs/bdl_gta5.py (K = 2, N = 2, DeepLabV2 + D_M, perceptual CycleGAN, class-median
+# SSL); overridden: data roots, image sizes, network depth/width and iteration counts, plus two things a network
+# trained from random weights needs (the real configs start from ImageNet/COCO weights): a larger learning rate
+# and BatchNorm with batch statistics in training (norm_eval=False, affine parameters still frozen: this is what
+# the authors' release does with its model.train()).
+_base_ = ['./bdl_gta5.py']
+
+toy_root = 'data/toy/'
+source_root = toy_root + 'gta5/'
+target_root = toy_root + 'cityscapes/'
+source_scale = (256, 144)  # release 1280x720, divided by 5
+target_scale = (256, 128)  # release 1024x512, divided by 4
+width = 16  # ResNet base channels (release 64)
+
+# ------------------------------------------------------------------ M and D_M: a DeepLabV2 on ResNet-18
+model = dict(
+    segmentor=dict(
+        backbone=dict(depth=18, stem_channels=width, base_channels=width, norm_eval=False),
+        decode_head=dict(in_channels=width * 8)),
+    discriminator=dict(base_channels=16))
+
+# ------------------------------------------------------------------ data
+source_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='Resize', scale=source_scale, keep_ratio=False),
+    dict(type='PackSegInputs')
+]
+target_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=target_scale, keep_ratio=False),
+    dict(type='LoadPseudoLabel'),
+    dict(type='PackUDAInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=target_scale, keep_ratio=False),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        source=dict(data_root=source_root, pipeline=source_pipeline),
+        target=dict(data_root=target_root, pipeline=target_pipeline)))
+val_dataloader = dict(
+    num_workers=0, persistent_workers=False, dataset=dict(data_root=target_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# ------------------------------------------------------------------ optimisation (random init: larger steps)
+optim_wrapper = dict(segmentor=dict(optimizer=dict(lr=5e-3)), discriminator=dict(optimizer=dict(lr=1e-3)))
+param_scheduler = dict(
+    segmentor=[dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=300, by_epoch=False)],
+    discriminator=[dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=300, by_epoch=False)])
+m_iters = 200
+m_loop = dict(type='IterBasedTrainLoop', max_iters=m_iters, val_interval=m_iters)
+default_hooks = dict(
+    logger=dict(interval=50), checkpoint=dict(interval=50, max_keep_ckpts=1), visualization=dict(draw=False))
+
+# ------------------------------------------------------------------ F: a small CycleGAN on small crops
+f_crop = (64, 64)
+f_keys = ['img_source', 'img_target']
+f_epochs = 30  # an epoch is max(#source, #target) = 24 iterations; constant lr for half, then linear decay
+f_lr = 2e-3  # release 2e-4 (random init: larger steps, as for M)
+f_decay = [dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=True, begin=f_epochs // 2, end=f_epochs,
+                convert_to_iter_based=True)]
+translation_cfg_options = dict(
+    model=dict(generator=dict(base_channels=8, num_blocks=2), discriminator=dict(base_channels=8)),
+    train_dataloader=dict(
+        num_workers=0,
+        persistent_workers=False,
+        dataset=dict(
+            source=dict(data_root=source_root),
+            target=dict(data_root=target_root),
+            pipeline=[
+                dict(type='mmagic.LoadImageFromFile', key='img_source', color_type='color', channel_order='bgr'),
+                dict(type='mmagic.LoadImageFromFile', key='img_target', color_type='color', channel_order='bgr'),
+                dict(type='mmagic.Resize', keys=f_keys, scale=(256, 256), keep_ratio=True, interpolation='bicubic'),
+                dict(type='mmagic.Crop', keys=f_keys, crop_size=f_crop, random_crop=True),
+                dict(type='mmagic.Flip', keys=['img_source'], direction='horizontal'),
+                dict(type='mmagic.Flip', keys=['img_target'], direction='horizontal'),
+                dict(type='mmagic.PackInputs', keys=f_keys, data_keys=f_keys,
+                     meta_keys=['img_source_path', 'img_target_path', 'img_source_channel_order',
+                                'img_target_channel_order']),
+            ])),
+    train_cfg=dict(max_epochs=f_epochs),
+    optim_wrapper=dict(generators=dict(optimizer=dict(lr=f_lr)), discriminators=dict(optimizer=dict(lr=f_lr))),
+    param_scheduler=dict(generators=f_decay, discriminators=f_decay),
+    default_hooks=dict(logger=dict(interval=120), checkpoint=dict(interval=5, max_keep_ckpts=1)))
+
+# ------------------------------------------------------------------ Algorithm 1 (K = 2, N = 2 as the paper)
+train_cfg = dict(
+    stages=dict(
+        source_only=dict(train_cfg=m_loop),
+        translation=dict(cfg_options=translation_cfg_options),
+        translate=dict(batch_size=1, num_workers=0),
+        adaptation=dict(train_cfg=m_loop),
+        ssl_adaptation=dict(train_cfg=m_loop)))
