@@ -24,7 +24,7 @@ def toy(tmp_path_factory):
                               num_target_val=2)
 
 
-def write_config(path, toy_root, m_iters=2, ckpt_interval=1, extra=''):
+def write_config(path, toy_root, m_iters=2, ckpt_interval=1, loop_options=''):
     """configs/bdl_toy.py on the test's toy data, K = N = 1, a few iterations per stage."""
     src, tgt = osp.join(toy_root, 'gta5/'), osp.join(toy_root, 'cityscapes/')
     path.write_text(f'''
@@ -35,13 +35,12 @@ test_dataloader = val_dataloader
 fast = dict(type='IterBasedTrainLoop', max_iters={m_iters}, val_interval={m_iters})
 default_hooks = dict(checkpoint=dict(interval={ckpt_interval}), logger=dict(interval=1))
 train_cfg = dict(
-    K=1, N=1,
+    K=1, N=1, {loop_options}
     stages=dict(
         source_only=dict(train_cfg=fast), adaptation=dict(train_cfg=fast), ssl_adaptation=dict(train_cfg=fast),
         translation=dict(cfg_options=dict(
             train_dataloader=dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r}))),
             train_cfg=dict(max_epochs=1)))))
-{extra}
 ''')
     return str(path)
 
@@ -55,7 +54,8 @@ def read_state(work_dir):
         return json.load(f)
 
 
-@pytest.mark.parametrize('name', ['bdl_gta5', 'bdl_synthia', 'bdl_gta5_vgg16', 'bdl_synthia_vgg16', 'bdl_gta5_to_bdd100k'])
+@pytest.mark.parametrize('name',
+                         ['bdl_gta5', 'bdl_synthia', 'bdl_gta5_vgg16', 'bdl_synthia_vgg16', 'bdl_gta5_to_bdd100k'])
 def test_flagship_configs_build(name, tmp_path):
     cfg = Config.fromfile(osp.join(ROOT, 'configs', f'{name}.py'))
     assert cfg.train_cfg.type == 'BidirectionalLoop' and (cfg.train_cfg.K, cfg.train_cfg.N) == (2, 2)
@@ -175,3 +175,36 @@ def test_two_process_torchrun_on_cpu(toy, tmp_path):
     assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == sorted(os.listdir(osp.join(toy, 'gta5/images')))
     assert json.load(open(osp.join(work, 'k1/ssl1', 'summary.json')))['num_images'] == 4
     assert 'Distributed training: True' in proc.stdout + proc.stderr
+    # checkpoints written by the distributed run load into plain models: no DDP `module.` in the keys
+    import torch
+    for name in ('k1/m1/final_model.pth', 'k1/translation/final_model.pth', 'final_model.pth'):
+        keys = torch.load(osp.join(work, name), weights_only=True)['state_dict']
+        assert keys and not any('module.' in k for k in keys), name
+
+
+def test_ablations_and_imported_source_only(toy, tmp_path):
+    """No translation, no SSL, no D_M, and a given M(0) checkpoint (plain segmentor keys) instead of training."""
+    import torch
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(write_config(tmp_path / 'cfg.py', toy))
+    m0 = MODELS.build(cfg.model.segmentor)
+    torch.save(dict(state_dict=m0.state_dict()), tmp_path / 'm0.pth')
+    m0_path = str(tmp_path / 'm0.pth')
+    config = write_config(tmp_path / 'ablation.py', toy, loop_options=(
+        f'use_translation=False, use_ssl=False, adversarial=False, source_only_checkpoint={m0_path!r},'))
+    work = tmp_path / 'work'
+    proc = subprocess.run(train_cmd(config, work), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = read_state(work)
+    assert list(state['stages']) == ['m0', 'k1/m0']
+    assert state['stages']['m0']['imported'] == str(tmp_path / 'm0.pth')
+    assert state['stages']['k1/m0']['translated_dir'] is None  # M trained on the original source
+    # the imported weights are exactly M(0)
+    exported = torch.load(osp.join(work, 'm0', 'segmentor.pth'), weights_only=True)['state_dict']
+    assert all(torch.equal(exported[k], v) for k, v in m0.state_dict().items())
+    # no D_M update: its parameters stay at the initial weights
+    init = torch.load(osp.join(work, 'init_weights.pth'), weights_only=True)['state_dict']
+    final = torch.load(osp.join(work, 'k1/m0', 'final_model.pth'), weights_only=True)['state_dict']
+    d_keys = [k for k in init if k.startswith('discriminator.')]
+    assert d_keys and all(torch.equal(init[k], final[k]) for k in d_keys)
+    assert not any(torch.equal(init[k], final[k]) for k in final if k.endswith('conv2d_list.0.weight'))

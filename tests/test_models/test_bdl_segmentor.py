@@ -322,3 +322,24 @@ def test_train_step_with_amp_optim_wrappers():
     assert all(torch.isfinite(v) for v in log.values())
     assert not torch.equal(seg0['decode_head.conv_seg.weight'], params(model.segmentor)['decode_head.conv_seg.weight'])
     assert any(not torch.equal(v, params(model.discriminator)[k]) for k, v in dis0.items())
+
+
+def test_label_value_outside_classes_names_value_and_file():
+    model = build()
+    data = batch()
+    label = data['source']['data_samples'][0].gt_sem_seg.data
+    label[0, 5, 7] = NUM_CLASSES  # one stray value, not 255
+    data['source']['data_samples'][0].set_metainfo(dict(seg_map_path='gta5/labels/00042_labelTrainIds.png'))
+    with pytest.raises(ValueError, match=rf'label value {NUM_CLASSES} outside \[0, {NUM_CLASSES}\) and not 255 '
+                       r'\(ignore\) in gta5/labels/00042_labelTrainIds.png'):
+        model.train_step(data, sgd_wrappers(model))
+    # pseudo labels are checked the same way, naming their file
+    pseudo = torch.full((1, 32, 40), 255, dtype=torch.long)
+    pseudo[0, 0, 0] = 200
+    data = batch(pseudo=pseudo)
+    data['target']['data_samples'][0].set_metainfo(dict(pseudo_label_path='ssl1/aachen_000000_leftImg8bit.png'))
+    with pytest.raises(ValueError, match='label value 200 .* in ssl1/aachen_000000_leftImg8bit.png'):
+        model.train_step(data, sgd_wrappers(model))
+    # 255 everywhere else is fine
+    assert torch.isfinite(model.train_step(batch(pseudo=torch.full((1, 32, 40), 255)), sgd_wrappers(model))[
+        'src.decode.loss_ce'])

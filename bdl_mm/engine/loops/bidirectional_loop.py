@@ -324,20 +324,24 @@ class BidirectionalLoop(BaseLoop):
         metrics = child.message_hub.get_info('bdl/last_val_metrics') or {}
         if not metrics and child.val_loop is not None:
             metrics = child.val_loop.run()
+        return self._finish_m(child, cfg, metrics, translated_dir=translated_dir, pseudo_label_dir=pseudo_label_dir)
+
+    def _finish_m(self, child: Runner, cfg: Config, metrics: dict, **extra) -> dict:
+        """Save the M stage's model (whole, and M alone for F and SSL), its sample sheet; the stage's record."""
         model = child.model.module if hasattr(child.model, 'module') else child.model
         ckpt = osp.join(cfg.work_dir, 'final_model.pth')
         segmentor_ckpt = osp.join(cfg.work_dir, 'segmentor.pth')
         if is_main_process():
             save_model_checkpoint(child.model, ckpt)
             export_segmentor_checkpoint(model, segmentor_ckpt)
-            if self.sample_sheets:
+            if self.sample_sheets and 'val_dataloader' in cfg:
                 save_sample_sheet(model, cfg, osp.join(cfg.work_dir, 'samples.png'),
                                   source_cfg=self.outer_cfg.train_dataloader.dataset.source,
-                                  translated_dir=translated_dir, pseudo_label_dir=pseudo_label_dir)
+                                  translated_dir=extra.get('translated_dir'),
+                                  pseudo_label_dir=extra.get('pseudo_label_dir'))
         barrier()
         return dict(checkpoint=ckpt, segmentor_checkpoint=segmentor_ckpt,
-                    metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-                    translated_dir=translated_dir, pseudo_label_dir=pseudo_label_dir)
+                    metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, **extra)
 
     def _train_f(self, stage: Stage, m_checkpoint: str) -> dict:
         cfg = self._translation_cfg(stage, m_checkpoint)
@@ -461,20 +465,14 @@ class BidirectionalLoop(BaseLoop):
         return result
 
     def _import_source_only(self, stage: Stage) -> dict:
-        """Use a trained M(0) checkpoint; it is evaluated and exported like a trained one."""
-        cfg = self._m_stage_cfg(stage, load_from=self.source_only_checkpoint)
-        cfg.pop('train_cfg', None)
-        cfg.pop('train_dataloader', None)
-        cfg.pop('optim_wrapper', None)
-        cfg.pop('param_scheduler', None)
+        """Use a trained M(0) checkpoint (BDLSegmentor or plain segmentor keys); evaluated and exported like a
+        trained one."""
+        cfg = self._m_stage_cfg(stage)
+        for key in ('train_cfg', 'train_dataloader', 'optim_wrapper', 'param_scheduler'):
+            cfg.pop(key, None)
         child = Runner.from_cfg(cfg)
+        # a plain segmentor checkpoint gets the `segmentor.` prefix of BDLSegmentor's keys
+        child.load_checkpoint(self.source_only_checkpoint,
+                              revise_keys=[(r'^module\.', ''), (r'^(?!segmentor\.|discriminator\.)', 'segmentor.')])
         metrics = child.val()
-        model = child.model.module if hasattr(child.model, 'module') else child.model
-        ckpt = osp.join(cfg.work_dir, 'final_model.pth')
-        segmentor_ckpt = osp.join(cfg.work_dir, 'segmentor.pth')
-        if is_main_process():
-            save_model_checkpoint(child.model, ckpt)
-            export_segmentor_checkpoint(model, segmentor_ckpt)
-        barrier()
-        return dict(checkpoint=ckpt, segmentor_checkpoint=segmentor_ckpt, imported=self.source_only_checkpoint,
-                    metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        return self._finish_m(child, cfg, metrics, imported=self.source_only_checkpoint)

@@ -20,6 +20,23 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, 'module', module)
 
 
+def _check_label_values(data_samples: list, num_classes: int, path_key: str):
+    """Labels must be trainIds in [0, num_classes) or 255 (ignore): otherwise name the value and the file.
+
+    A stray value would otherwise surface as an index error (or a device-side assert on GPUs) deep inside the
+    cross-entropy.
+    """
+    for sample in data_samples:
+        if 'gt_sem_seg' not in sample:
+            continue
+        label = sample.gt_sem_seg.data
+        bad = (label != 255) & ((label < 0) | (label >= num_classes))
+        if bad.any():
+            value = int(label[bad][0])
+            raise ValueError(f'label value {value} outside [0, {num_classes}) and not 255 (ignore) in '
+                             f'{sample.metainfo.get(path_key, "<unknown file>")}')
+
+
 def _first_conv_in_channels(module: nn.Module) -> Optional[int]:
     """Input channels of a discriminator: its ``in_channels`` attribute, else its first convolution's."""
     in_channels = getattr(module, 'in_channels', None)
@@ -238,6 +255,8 @@ class BDLSegmentor(BaseModel):
                 raise ValueError(f'BDLSegmentor: optim_wrapper.{name}.accumulative_counts must be 1, got '
                                  f'{wrapper._accumulative_counts}')
         src = self.data_preprocessor(data['source'], True)
+        num_classes = _unwrap(self.segmentor).decode_head.out_channels
+        _check_label_values(src['data_samples'], num_classes, 'seg_map_path')
         tgt = None if source_only else self.data_preprocessor(data['target'], True)
         adversarial = self.adversarial and not source_only
         log_vars = dict()
@@ -261,6 +280,7 @@ class BDLSegmentor(BaseModel):
             tgt_logits = None
             if not source_only:
                 tgt_shape = tgt['inputs'].shape[2:]
+                _check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
                 pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
             if not source_only and (pseudo is not None or adversarial):
                 with seg_optim.optim_context(self):

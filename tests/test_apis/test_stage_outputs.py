@@ -1,0 +1,69 @@
+"""Outputs of the Algorithm-1 stages: results table, atomic files, checkpoints of M alone."""
+import json
+import math
+import os
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+
+from bdl_mm.apis.stage_outputs import (
+    atomic_write_json,
+    export_segmentor_checkpoint,
+    format_results_table,
+    save_model_checkpoint,
+)
+from bdl_mm.engine.loops.bidirectional_loop import Stage
+
+
+def test_results_table_rows_columns_and_missing_values(tmp_path):
+    plan = [Stage('m0', 'source_only'), Stage('k1/translation', 'translation', 1), Stage('k1/m0', 'adaptation', 1, 0),
+            Stage('k1/ssl1', 'pseudo_label', 1, 1), Stage('k1/m1', 'ssl_adaptation', 1, 1)]
+    metrics = {'IoU.road': 80.0, 'IoU.sidewalk': math.nan, 'mIoU': 40.0, 'mIoU16': 41.25, 'mIoU13': 42.5}
+    state = {
+        'm0': dict(label='M(0)', metrics=dict(metrics, mIoU=33.6)),
+        'k1/translation': dict(checkpoint='f.pth'),
+        'k1/m0': dict(label='M_0(1)', metrics=metrics),
+        'k1/m1': dict(label='M_1(1)', metrics=dict(metrics, mIoU=46.8), kept_ratio=0.789),
+    }
+    cfg = Config(dict(val_dataloader=dict(dataset=dict(type='CityscapesDataset'))))
+    import bdl_mm  # noqa: F401  (registers nothing needed here, but the dataset registry lookup uses mmseg's)
+    table = format_results_table(plan, state, cfg, str(tmp_path))
+    lines = table.splitlines()
+    header = [c.strip() for c in lines[0].split('|')[1:-1]]
+    assert header[:4] == ['model', 'stage', 'road', 'sidewalk'] and header[-4:] == ['mIoU', 'mIoU16', 'mIoU13',
+                                                                                   'SSL kept']
+    rows = [[c.strip() for c in line.split('|')[1:-1]] for line in lines[2:]]
+    assert [r[0] for r in rows] == ['M(0)', 'M_0(1)', 'M_1(1)']  # M stages only, plan order
+    assert rows[2][2:4] == ['80.0', '-']  # NaN IoU (class absent) shows as '-'
+    assert rows[2][-4] == '46.8' and rows[2][-1] == '78.9%' and rows[0][-1] == '-'
+    saved = json.load(open(tmp_path / 'results.json'))
+    assert [r['model'] for r in saved['rows']] == ['M(0)', 'M_0(1)', 'M_1(1)']
+    assert (tmp_path / 'results.md').read_text() == table
+
+
+def test_atomic_json_leaves_no_temporary_file(tmp_path):
+    atomic_write_json(str(tmp_path / 'a' / 'state.json'), dict(x=1))
+    assert os.listdir(tmp_path / 'a') == ['state.json']
+    assert json.load(open(tmp_path / 'a' / 'state.json')) == dict(x=1)
+
+
+class Wrapper(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.segmentor = nn.Conv2d(3, 2, 1)
+        self.discriminator = nn.Conv2d(2, 1, 1)
+
+
+def test_segmentor_checkpoint_holds_m_alone(tmp_path):
+    model = Wrapper()
+    export_segmentor_checkpoint(model, str(tmp_path / 'seg.pth'))
+    save_model_checkpoint(model, str(tmp_path / 'all.pth'), meta=dict(stage='M_0(1)'))
+    seg = torch.load(tmp_path / 'seg.pth', weights_only=True)
+    assert set(seg['state_dict']) == {'weight', 'bias'}
+    assert torch.equal(seg['state_dict']['weight'], model.segmentor.weight)
+    full = torch.load(tmp_path / 'all.pth', weights_only=True)
+    assert set(full['state_dict']) == {'segmentor.weight', 'segmentor.bias', 'discriminator.weight',
+                                       'discriminator.bias'}
+    assert full['meta']['stage'] == 'M_0(1)'
+    assert sorted(os.listdir(tmp_path)) == ['all.pth', 'seg.pth']
