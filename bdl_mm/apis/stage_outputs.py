@@ -94,7 +94,33 @@ def format_results_table(plan, state: Dict[str, dict], cfg, work_dir: str) -> st
     table = '\n'.join(lines) + '\n'
     atomic_write_bytes(osp.join(work_dir, 'results.md'), table.encode())
     atomic_write_json(osp.join(work_dir, 'results.json'), dict(classes=list(classes), rows=rows))
+    if rows:
+        plot_results(rows, osp.join(work_dir, 'results.png'))
     return table
+
+
+def plot_results(rows: List[dict], out_path: str):
+    """mIoU of each M of the run, in order (the progression of Table 2 as a picture)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import io
+
+    import matplotlib.pyplot as plt
+    labels = [r['model'] for r in rows]
+    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2, 3.2))
+    for key, style in (('mIoU', 'o-'), ('mIoU16', 's--'), ('mIoU13', '^:')):
+        values = [r['metrics'].get(key, float('nan')) for r in rows]
+        if any(v == v for v in values):
+            ax.plot(range(len(rows)), values, style, label=key)
+    ax.set_xticks(range(len(rows)), labels)
+    ax.set_ylabel('target val (%)')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='best', fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(out_path, buf.getvalue())
 
 
 def _fmt(value) -> str:

@@ -40,6 +40,7 @@ def test_results_table_rows_columns_and_missing_values(tmp_path):
     saved = json.load(open(tmp_path / 'results.json'))
     assert [r['model'] for r in saved['rows']] == ['M(0)', 'M_0(1)', 'M_1(1)']
     assert (tmp_path / 'results.md').read_text() == table
+    assert (tmp_path / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_atomic_json_leaves_no_temporary_file(tmp_path):

@@ -128,6 +128,12 @@ def test_toy_pipeline_runs_every_stage_in_order(toy, tmp_path):
     assert [line.split('|')[1].strip() for line in table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
     assert 'M_1(1)' in proc.stdout and 'mIoU16' in proc.stdout
     assert osp.isfile(osp.join(work, 'final_model.pth'))
+    # MMSeg-style tools/test.py evaluates the final BDL checkpoint like any segmentor: same mIoU as M_1(1)
+    test = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), config,
+                           osp.join(work, 'final_model.pth'), '--work-dir', str(tmp_path / 'test')],
+                          capture_output=True, text=True, timeout=300)
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert f"mIoU: {state['stages']['k1/m1']['metrics']['mIoU']:.4f}" in test.stdout + test.stderr
     # without --resume, a work dir with completed stages is refused
     again = subprocess.run(train_cmd(config, work), capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and 'pass --resume' in again.stderr
