@@ -50,11 +50,11 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # ------------------------------------------------------------------ optimisation (random init: larger steps)
+m_iters = 400
 optim_wrapper = dict(segmentor=dict(optimizer=dict(lr=5e-3)), discriminator=dict(optimizer=dict(lr=1e-3)))
 param_scheduler = dict(
-    segmentor=[dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=300, by_epoch=False)],
-    discriminator=[dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=300, by_epoch=False)])
-m_iters = 200
+    segmentor=[dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=m_iters, by_epoch=False)],
+    discriminator=[dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=m_iters, by_epoch=False)])
 m_loop = dict(type='IterBasedTrainLoop', max_iters=m_iters, val_interval=m_iters)
 default_hooks = dict(
     logger=dict(interval=50), checkpoint=dict(interval=50, max_keep_ckpts=1), visualization=dict(draw=False))
@@ -62,7 +62,7 @@ default_hooks = dict(
 # ------------------------------------------------------------------ F: a small CycleGAN on small crops
 f_crop = (64, 64)
 f_keys = ['img_source', 'img_target']
-f_epochs = 30  # an epoch is max(#source, #target) = 24 iterations; constant lr for half, then linear decay
+f_epochs = 15  # an epoch is max(#source, #target) = 48 iterations; constant lr for half, then linear decay
 f_lr = 2e-3  # release 2e-4 (random init: larger steps, as for M)
 f_decay = [dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=True, begin=f_epochs // 2, end=f_epochs,
                 convert_to_iter_based=True)]

@@ -199,7 +199,7 @@ def make_target(out_dir, num_train, num_val, size, seed):
             write_png(osp.join(root, 'gtFine', split, city, f'{stem}_gtFine_labelIds.png'), lab)
 
 
-def make_toy_data(out_dir, seed=0, num_source=24, num_target_train=12, num_target_val=8, source_size=(320, 176),
+def make_toy_data(out_dir, seed=0, num_source=48, num_target_train=48, num_target_val=8, source_size=(320, 176),
                   target_size=(512, 256), num_size_mismatch=1):
     """Write the toy source/target pair under ``out_dir`` (sizes are (width, height))."""
     make_source(out_dir, num_source, source_size, seed, num_size_mismatch)
@@ -210,8 +210,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Write a small GTA5-style / Cityscapes-style toy data set')
     parser.add_argument('out_dir', help='output folder (gets gta5/ and cityscapes/)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-source', type=int, default=24)
-    parser.add_argument('--num-target-train', type=int, default=12)
+    parser.add_argument('--num-source', type=int, default=48)
+    parser.add_argument('--num-target-train', type=int, default=48)
     parser.add_argument('--num-target-val', type=int, default=8)
     parser.add_argument('--source-size', type=int, nargs=2, default=(320, 176), metavar=('W', 'H'))
     parser.add_argument('--target-size', type=int, nargs=2, default=(512, 256), metavar=('W', 'H'))
