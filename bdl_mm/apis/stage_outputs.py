@@ -161,7 +161,7 @@ def save_sample_sheet(model, cfg, out_path: str, source_cfg=None, translated_dir
     model predicts on; ``source_cfg`` is the original source dataset (default: the stage's own source, which
     points to the translated copy when there is one).
     """
-    train_ds = cfg.train_dataloader.dataset
+    train_ds = cfg.get('train_dataloader', {}).get('dataset', {})  # absent for an evaluated-only (imported) M
     source_cfg = source_cfg if source_cfg is not None else train_ds.get('source', train_ds)
     panels = []
     source = DATASETS.build(_listing_only(source_cfg))

@@ -191,7 +191,9 @@ def test_two_process_torchrun_on_cpu(toy, tmp_path):
 def test_ablations_and_imported_source_only(toy, tmp_path):
     """No translation, no SSL, no D_M, and a given M(0) checkpoint (plain segmentor keys) instead of training."""
     import torch
+    from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+    init_default_scope('mmseg')
     cfg = Config.fromfile(write_config(tmp_path / 'cfg.py', toy))
     m0 = MODELS.build(cfg.model.segmentor)
     torch.save(dict(state_dict=m0.state_dict()), tmp_path / 'm0.pth')
