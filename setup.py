@@ -1,14 +1,18 @@
+import os.path as osp
+
 from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
 
 
 def readme():
-    with open('README.md', encoding='utf-8') as f:
+    with open(osp.join(HERE, 'README.md'), encoding='utf-8') as f:
         return f.read()
 
 
 def version():
     scope = {}
-    with open('bdl_mm/version.py', encoding='utf-8') as f:
+    with open(osp.join(HERE, 'bdl_mm', 'version.py'), encoding='utf-8') as f:
         exec(f.read(), scope)
     return scope['__version__']
 
