@@ -23,5 +23,6 @@ toy-data: env
 	$(PY) tools/dataset_converters/gta5.py $(TOY_DATA)/gta5 --nproc 2
 	$(PY) tools/dataset_converters/cityscapes.py $(TOY_DATA)/cityscapes --nproc 2
 
+# --resume: a second `make toy` skips the completed stages (and an interrupted run continues)
 toy: toy-data
-	$(PY) tools/train.py configs/bdl_toy.py --work-dir $(TOY_WORK_DIR)
+	$(PY) tools/train.py configs/bdl_toy.py --work-dir $(TOY_WORK_DIR) --resume
