@@ -169,9 +169,9 @@ def test_sigkill_inside_a_stage_then_resume(toy, tmp_path):
 def test_two_process_torchrun_on_cpu(toy, tmp_path):
     config = write_config(tmp_path / 'cfg.py', toy)
     work = tmp_path / 'work'
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29531', TRAIN,
-           config, '--work-dir', str(work), '--launcher', 'pytorch', '--cfg-options',
+    # through the README's launcher script (torchrun), 2 processes, gloo on the CPU
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29531')
+    cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2', '--work-dir', str(work), '--cfg-options',
            'env_cfg.dist_cfg.backend=gloo']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
