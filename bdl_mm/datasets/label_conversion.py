@@ -14,6 +14,31 @@ from mmengine.utils import track_parallel_progress, track_progress
 from .label_maps import LabelFileError, image_size
 
 SIZE_POLICIES = ('resize', 'drop', 'error')
+TRAIN_ID_SUFFIX = '_labelTrainIds.png'
+
+
+def add_conversion_args(parser, size_mismatch='error'):
+    """The options every converter in tools/dataset_converters/ shares."""
+    parser.add_argument('--nproc', default=1, type=int, help='number of processes')
+    parser.add_argument('--size-mismatch', default=size_mismatch, choices=SIZE_POLICIES,
+                        help='what to do with labels whose size differs from their image')
+    parser.add_argument('--overwrite', action='store_true', help='convert again even if the output exists')
+    parser.add_argument('--shard-id', default=0, type=int)
+    parser.add_argument('--num-shards', default=1, type=int)
+    return parser
+
+
+def collect_folder_jobs(tool, root, img_dir, ann_dir, suffix=TRAIN_ID_SUFFIX):
+    """Jobs of a data set whose images and id labels share names in two folders (GTA5, SYNTHIA):
+    one per image or id label, ``(name, image, id label, trainId label)``; a missing folder stops ``tool``."""
+    from mmengine.utils import scandir
+    for sub in (root, osp.join(root, img_dir), osp.join(root, ann_dir)):
+        if not osp.isdir(sub):
+            raise SystemExit(f'{tool}: folder {sub} does not exist')
+    images = {f[:-4] for f in scandir(osp.join(root, img_dir), '.png', recursive=True)}
+    labels = {f[:-4] for f in scandir(osp.join(root, ann_dir), '.png', recursive=True) if not f.endswith(suffix)}
+    return [(name, osp.join(root, img_dir, name + '.png'), osp.join(root, ann_dir, name + '.png'),
+             osp.join(root, ann_dir, name + suffix)) for name in sorted(images | labels)]
 
 
 def write_png_atomic(path, array):

@@ -18,7 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, f
 import _bootstrap  # noqa: F401,E402  (one-line error if the stack is missing)
 from mmengine.utils import scandir
 
-from bdl_mm.datasets.label_conversion import SIZE_POLICIES, report, run_conversion, write_lines_atomic
+from bdl_mm.datasets.label_conversion import add_conversion_args, report, run_conversion, write_lines_atomic
 from bdl_mm.datasets.label_maps import build_lut, cityscapes_id_to_train_id, read_id_label
 
 ID_SUFFIX = '_gtFine_labelIds.png'
@@ -38,12 +38,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Convert Cityscapes labelIds to labelTrainIds')
     parser.add_argument('cityscapes_path', help='cityscapes root with leftImg8bit/ and gtFine/')
     parser.add_argument('--gt-dir', default='gtFine', type=str)
-    parser.add_argument('--nproc', default=1, type=int, help='number of processes')
-    parser.add_argument('--size-mismatch', default='error', choices=SIZE_POLICIES,
-                        help='what to do with labels whose size differs from their image')
-    parser.add_argument('--overwrite', action='store_true', help='convert again even if the output exists')
-    parser.add_argument('--shard-id', default=0, type=int)
-    parser.add_argument('--num-shards', default=1, type=int)
+    add_conversion_args(parser, size_mismatch='error')
     return parser.parse_args()
 
 

@@ -20,34 +20,26 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, for _bootstrap
 import _bootstrap  # noqa: F401,E402  (one-line error if the stack is missing)
-from mmengine.utils import scandir
 
-from bdl_mm.datasets.label_conversion import SIZE_POLICIES, report, run_conversion, write_lines_atomic
+from bdl_mm.datasets.label_conversion import (
+    add_conversion_args,
+    collect_folder_jobs,
+    report,
+    run_conversion,
+    write_lines_atomic,
+)
 from bdl_mm.datasets.label_maps import build_lut, cityscapes_id_to_train_id, read_id_label
-
-SUFFIX = '_labelTrainIds.png'
 
 
 def collect_jobs(root, img_dir='images', ann_dir='labels'):
     """One job per image or id label: (name, image, id label, trainId label)."""
-    for sub in (root, osp.join(root, img_dir), osp.join(root, ann_dir)):
-        if not osp.isdir(sub):
-            raise SystemExit(f'gta5.py: folder {sub} does not exist')
-    images = {f[:-4] for f in scandir(osp.join(root, img_dir), '.png', recursive=True)}
-    labels = {f[:-4] for f in scandir(osp.join(root, ann_dir), '.png', recursive=True) if not f.endswith(SUFFIX)}
-    return [(name, osp.join(root, img_dir, name + '.png'), osp.join(root, ann_dir, name + '.png'),
-             osp.join(root, ann_dir, name + SUFFIX)) for name in sorted(images | labels)]
+    return collect_folder_jobs('gta5.py', root, img_dir, ann_dir)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Convert GTA5 labels to Cityscapes trainIds')
     parser.add_argument('gta5_path', help='GTA5 root with images/ and labels/')
-    parser.add_argument('--nproc', default=1, type=int, help='number of processes')
-    parser.add_argument('--size-mismatch', default='resize', choices=SIZE_POLICIES,
-                        help='what to do with labels whose size differs from their image')
-    parser.add_argument('--overwrite', action='store_true', help='convert again even if the output exists')
-    parser.add_argument('--shard-id', default=0, type=int)
-    parser.add_argument('--num-shards', default=1, type=int)
+    add_conversion_args(parser, size_mismatch='resize')
     return parser.parse_args()
 
 
