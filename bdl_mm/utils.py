@@ -128,3 +128,19 @@ def cpu_model_wrapper(cfg):
     wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel', broadcast_buffers=False)
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def apply_global_batch_size(cfg, world_size: int) -> None:
+    """Split a config's stated global batch over the processes: ``train_dataloader.batch_size = global // world``.
+
+    A config that states ``global_batch_size`` (F's translation configs: the release trained F with batch 4
+    over 4 GPUs) trains with that many images per step on one GPU or on several. A global batch that the world
+    size does not divide is refused in one line. No-op without ``global_batch_size``.
+    """
+    total = cfg.get('global_batch_size')
+    if total is None:
+        return
+    if not isinstance(total, int) or total < 1 or total % world_size:
+        raise ValueError(f'global_batch_size={total!r} must be a positive multiple of the number of processes '
+                         f'({world_size})')
+    cfg.train_dataloader.batch_size = total // world_size

@@ -6,13 +6,13 @@ target_root = 'data/bdd100k/'
 target_scale = (1024, 576)
 target_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=target_scale, keep_ratio=False),
+    dict(type='Resize', scale=target_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadPseudoLabel'),
     dict(type='PackUDAInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=target_scale, keep_ratio=False),
+    dict(type='Resize', scale=target_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]

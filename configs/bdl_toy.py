@@ -1,9 +1,9 @@
 # Algorithm 1 on the embedded toy data (tools/make_toy_data.py + converters: `make toy`), on the CPU in minutes.
-# Same procedure and modules as configs/bdl_gta5.py (K = 2, N = 2, DeepLabV2 + D_M, perceptual CycleGAN, class-median
-# SSL); overridden: data roots, image sizes, network depth/width and iteration counts, plus two things a network
-# trained from random weights needs (the real configs start from ImageNet/COCO weights): a larger learning rate
-# and BatchNorm with batch statistics in training (norm_eval=False, affine parameters still frozen: this is what
-# the authors' release does with its model.train()).
+# Same procedure and modules as configs/bdl_gta5.py, with every release behaviour of the flagship (docs/fidelity.md:
+# published two-branch classifier, BatchNorm with batch statistics in training, PIL resizing, F's batch of 4, update
+# order and per-epoch lr, translation at F's training width, SSL and evaluation on upsampled probabilities).
+# Overridden: data roots, image sizes, network depth/width and iteration counts, plus a larger learning rate, which
+# a network trained from random weights needs (the real configs start from ImageNet/COCO weights).
 _base_ = ['./bdl_gta5.py']
 
 toy_root = 'data/toy/'
@@ -16,7 +16,7 @@ width = 16  # ResNet base channels (release 64)
 # ------------------------------------------------------------------ M and D_M: a DeepLabV2 on ResNet-18
 model = dict(
     segmentor=dict(
-        backbone=dict(depth=18, stem_channels=width, base_channels=width, norm_eval=False),
+        backbone=dict(depth=18, stem_channels=width, base_channels=width),
         decode_head=dict(in_channels=width * 8)),
     discriminator=dict(base_channels=16))
 
@@ -24,18 +24,18 @@ model = dict(
 source_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=source_scale, keep_ratio=False),
+    dict(type='Resize', scale=source_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='PackSegInputs')
 ]
 target_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=target_scale, keep_ratio=False),
+    dict(type='Resize', scale=target_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadPseudoLabel'),
     dict(type='PackUDAInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=target_scale, keep_ratio=False),
+    dict(type='Resize', scale=target_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
@@ -64,8 +64,9 @@ f_crop = (64, 64)
 f_keys = ['img_source', 'img_target']
 f_epochs = 15  # an epoch is max(#source, #target) = 48 iterations; constant lr for half, then linear decay
 f_lr = 2e-3  # release 2e-4 (random init: larger steps, as for M)
-f_decay = [dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=True, begin=f_epochs // 2, end=f_epochs,
-                convert_to_iter_based=True)]
+# the release's per-epoch schedule (configs/translation/perceptual_cyclegan_base.py) with niter = f_epochs // 2
+f_decay = [dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=True, begin=f_epochs // 2 - 2,
+                end=f_epochs)]
 translation_cfg_options = dict(
     model=dict(generator=dict(base_channels=8, num_blocks=2), discriminator=dict(base_channels=8)),
     train_dataloader=dict(
@@ -77,7 +78,7 @@ translation_cfg_options = dict(
             pipeline=[
                 dict(type='mmagic.LoadImageFromFile', key='img_source', color_type='color', channel_order='bgr'),
                 dict(type='mmagic.LoadImageFromFile', key='img_target', color_type='color', channel_order='bgr'),
-                dict(type='mmagic.Resize', keys=f_keys, scale=(256, 256), keep_ratio=True, interpolation='bicubic'),
+                dict(type='mmagic.ScaleWidth', keys=f_keys, width=256, interpolation='bicubic'),
                 dict(type='mmagic.Crop', keys=f_keys, crop_size=f_crop, random_crop=True),
                 dict(type='mmagic.Flip', keys=['img_source'], direction='horizontal'),
                 dict(type='mmagic.Flip', keys=['img_target'], direction='horizontal'),

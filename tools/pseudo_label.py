@@ -31,6 +31,8 @@ def parse_args(argv=None):
                         help='threshold mode (default: config pseudo_label.mode, else class_median = release)')
     parser.add_argument('--threshold', type=float, default=None,
                         help='global threshold / cap of the class thresholds (default: config, else 0.9)')
+    parser.add_argument('--median', choices=['release', 'numpy'], default=None,
+                        help="class_median's statistic: release (sorted[round(n/2)], default) or numpy's median")
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--overwrite', action='store_true', help='replace labels of a run with other settings')
@@ -104,6 +106,7 @@ def main(argv=None):
     pl_cfg = cfg.get('pseudo_label', {}) or {}
     mode = args.mode or pl_cfg.get('mode', 'class_median')
     threshold = args.threshold if args.threshold is not None else pl_cfg.get('threshold', 0.9)
+    median = args.median or pl_cfg.get('median', 'release')
 
     dataset = build_target_dataset(target_dataset_cfg(cfg))
     model = MODELS.build(segmentor_cfg(cfg))
@@ -117,7 +120,8 @@ def main(argv=None):
 
     summary = generate_pseudo_labels(
         model, dict(batch_size=args.batch_size, num_workers=args.num_workers, dataset=dataset), args.out, mode=mode,
-        threshold=threshold, shard_id=args.shard_id, num_shards=args.num_shards, overwrite=args.overwrite,
+        threshold=threshold, median=median, shard_id=args.shard_id, num_shards=args.num_shards,
+        overwrite=args.overwrite,
         keep_cache=args.keep_cache, wait_for_shards=not args.no_wait, checkpoint=osp.abspath(args.checkpoint),
         config=osp.abspath(args.config))
     if summary['complete']:

@@ -2,12 +2,14 @@
 """Translate a whole source set with the generator of a trained F (S' = F(S), BDL Algorithm 1).
 
     python tools/translate.py CONFIG CHECKPOINT --src ROOT --out DIR [--img-suffix .png] [--target-domain target]
-        [--batch-size 1] [--num-workers 2] [--device cuda] [--scale 1024] [--on-error raise|skip] [--overwrite]
+        [--batch-size 1] [--num-workers 2] [--device cuda] [--scale-width 1024] [--on-error raise|skip] [--overwrite]
         [--shard-id K --num-shards N] [--launcher pytorch] [--no-progress] [--cfg-options key=value ...]
 
-Writes ``DIR/<path relative to ROOT>`` with the same name, extension and resolution as each source image, so the
-source labels still match (policy: ``bdl_mm/apis/translate.py``). Rerunning skips finished files; writes are
-atomic; ``--shard-id/--num-shards`` (or ``--launcher pytorch``: rank/world size) split the set between processes.
+Writes ``DIR/<path relative to ROOT>`` with the same name and extension as each source image, so the source labels
+still match; by default at F's training scale (the config's ScaleWidth, e.g. width 1024: the release), which M's
+pipeline then resizes like any source image (policy: ``bdl_mm/apis/translate.py``). Rerunning skips finished files;
+writes are atomic; ``--shard-id/--num-shards`` (or ``--launcher pytorch``: rank/world size) split the set between
+processes.
 Example: ``python tools/translate.py configs/translation/perceptual_cyclegan_deeplabv2-r101_gta5-to-cityscapes.py
 work_dirs/f1/epoch_20.pth --src data/gta5/images --out data/gta5_f1/images``.
 """
@@ -24,7 +26,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import get_dist_info, init_dist  # noqa: E402
 
-from bdl_mm.apis.translate import load_translator, translate_dataset  # noqa: E402
+from bdl_mm.apis.translate import load_translator, training_width, translate_dataset  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,8 +40,13 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward (equal sizes only)')
     parser.add_argument('--num-workers', type=int, default=2, help='image reading processes')
     parser.add_argument('--device', default=None, help='default: cuda if available, else cpu')
+    parser.add_argument('--scale-width', type=int, default=None,
+                        help='resize to this width (PIL bicubic, pytorch-CycleGAN scale_width) and keep that size; '
+                        "default: the width of the config's ScaleWidth (F's training scale, the release); "
+                        '0: translate at the original resolution')
     parser.add_argument('--scale', type=int, default=None,
-                        help='translate at this long-edge size and resize back (default: original resolution)')
+                        help='translate at this long-edge size and resize back to the original size '
+                        '(needs --scale-width 0)')
     parser.add_argument('--on-error', choices=['raise', 'skip'], default='raise',
                         help='unreadable image: stop (default) or skip it, logged and listed in '
                         'OUT/skipped_images*.txt')
@@ -73,11 +80,15 @@ def main(argv=None):
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if device == 'cuda' and args.launcher != 'none':
         device = f'cuda:{torch.cuda.current_device()}'
+    width = training_width(cfg) if args.scale_width is None else (args.scale_width or None)
+    if args.scale is not None and width is not None:
+        raise SystemExit('error: --scale resizes back to the original size; pass --scale-width 0 with it')
     model = load_translator(cfg, args.checkpoint, device=device)
     stats = translate_dataset(
         model, args.src, args.out, img_suffix=args.img_suffix, target_domain=args.target_domain,
         batch_size=args.batch_size, num_workers=args.num_workers, shard_id=shard_id, num_shards=num_shards,
-        on_error=args.on_error, overwrite=args.overwrite, scale=args.scale, progress=not args.no_progress)
+        on_error=args.on_error, overwrite=args.overwrite, scale=args.scale, scale_width=width,
+        progress=not args.no_progress)
     print(f'{args.out}: {stats["written"]} written, {stats["existing"]} already there, {stats["skipped"]} skipped '
           f'(shard of {stats["total"]} images)')
     return 0

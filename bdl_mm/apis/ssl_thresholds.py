@@ -8,6 +8,8 @@ Confidence = maximum softmax probability of a pixel; prediction = its argmax. Bo
 work on the confidence quantised to ``1 / CONF_LEVELS`` (uint16), so the per-class histograms with one bin per
 quantisation level are exact: the median taken from them is the exact ``numpy.median`` of the quantised
 confidences, which differs from the median of the float confidences by at most ``0.5 / CONF_LEVELS`` (7.6e-6).
+The release's own statistic, ``sorted[round(n / 2)]``, is exact for the quantised confidences too
+(:func:`release_median_from_histogram`, ``median='release'``).
 
 Tie rules (kept = pixel keeps its argmax label, else 255):
 
@@ -15,9 +17,9 @@ Tie rules (kept = pixel keeps its argmax label, else 255):
   ``1[max M(I_T) > threshold]``).
 - ``class_median`` (authors' release, ``SSL.py``): ``threshold_c = min(median_c, threshold)`` and a pixel
   predicted as ``c`` is dropped if ``conf < threshold_c`` (``label[(prob < thres[c]) * (label == c)] = 255``),
-  i.e. kept if ``conf >= threshold_c``. The median is numpy's (mean of the two middle values for an even count);
-  the release takes ``sorted[round(n / 2)]``, which is at most one sample away. A class that is never predicted
-  gets no threshold (``nan`` here, ``null`` in the summary) and no pixels.
+  i.e. kept if ``conf >= threshold_c``. ``median='release'`` takes the release's ``sorted[round(n / 2)]``;
+  ``median='numpy'`` numpy's (mean of the two middle values for an even count), at most one sample away.
+  A class that is never predicted gets no threshold (``nan`` here, ``null`` in the summary) and no pixels.
 - ``soft`` (paper Table 3): every pixel keeps its argmax label and is weighted by its confidence.
 """
 from typing import Optional, Sequence, Tuple
@@ -83,9 +85,31 @@ def median_from_histogram(hist: np.ndarray) -> np.ndarray:
     return medians
 
 
-def class_median_thresholds(hist: np.ndarray, threshold: float = 0.9) -> np.ndarray:
-    """Release thresholds ``min(median_c, threshold)``; ``nan`` for a class that is never predicted."""
-    return np.minimum(median_from_histogram(hist), threshold)  # nan stays nan
+def release_median_from_histogram(hist: np.ndarray) -> np.ndarray:
+    """Per-class "median" as the release's ``SSL.py`` takes it: ``np.sort(x)[np.int(np.round(len(x) * 0.5))]``,
+    the sample at index ``round(n / 2)`` (numpy rounds half to even: n = 3 gives index 2, the largest of three);
+    ``nan`` if empty."""
+    values = dequantize_confidence(np.arange(hist.shape[1]))
+    medians = np.full(hist.shape[0], np.nan)
+    for c, row in enumerate(hist):
+        n = int(row.sum())
+        if n == 0:
+            continue
+        k = int(np.round(n * 0.5))
+        medians[c] = values[np.searchsorted(np.cumsum(row), k + 1)]
+    return medians
+
+
+MEDIANS = dict(release=release_median_from_histogram, numpy=median_from_histogram)
+
+
+def class_median_thresholds(hist: np.ndarray, threshold: float = 0.9, median: str = 'numpy') -> np.ndarray:
+    """Release thresholds ``min(median_c, threshold)``; ``nan`` for a class that is never predicted.
+    ``median``: ``'release'`` (``sorted[round(n / 2)]``, the authors' ``SSL.py``) or ``'numpy'``
+    (``numpy.median``)."""
+    if median not in MEDIANS:
+        raise ValueError(f"median must be one of {sorted(MEDIANS)}, got {median!r}")
+    return np.minimum(MEDIANS[median](hist), threshold)  # nan stays nan
 
 
 def pseudo_label(label: np.ndarray,

@@ -20,7 +20,9 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-__all__ = ['load_translator', 'translate_dataset', 'list_images']
+from ..datasets.transforms.scale_width import scale_width as _scale_width
+
+__all__ = ['load_translator', 'translate_dataset', 'list_images', 'training_width']
 
 PER_KEYS = ('segmentor', 'seg_input', 'perceptual_loss')
 
@@ -64,6 +66,18 @@ def load_translator(config: Union[str, Config, dict], checkpoint: Optional[str] 
     return model.to(device).eval()
 
 
+def training_width(config: Union[str, Config, dict]) -> Optional[int]:
+    """The width F's training pipeline scales images to (its ``ScaleWidth``), or None: the scale at which the
+    release translates the source (pytorch-CycleGAN's test with ``--resize_or_crop scale_width``)."""
+    if isinstance(config, str):
+        config = Config.fromfile(config)
+    dataset = (config.get('train_dataloader') or {}).get('dataset') or {}
+    for step in dataset.get('pipeline') or []:
+        if str(step.get('type', '')).split('.')[-1] == 'ScaleWidth':
+            return int(step['width'])
+    return None
+
+
 def list_images(root: str, img_suffix: Union[str, Sequence[str]] = '.png') -> List[str]:
     """Sorted paths, relative to ``root``, of the files under ``root`` (recursive) ending with ``img_suffix``."""
     if not osp.isdir(root):
@@ -95,10 +109,12 @@ def _first(batch):
 
 
 class _ImageReader(Dataset):
-    """Decodes the images to translate (BGR uint8); failures are returned, not raised, so they can be skipped."""
+    """Decodes the images to translate (BGR uint8), optionally scaled to a width as pytorch-CycleGAN's test does;
+    failures are returned, not raised, so they can be skipped."""
 
-    def __init__(self, paths: Sequence[str]):
+    def __init__(self, paths: Sequence[str], width: Optional[int] = None):
         self.paths = list(paths)
+        self.width = width
 
     def __len__(self):
         return len(self.paths)
@@ -110,6 +126,8 @@ class _ImageReader(Dataset):
                 img = mmcv.imfrombytes(f.read(), flag='color', channel_order='bgr')
             if img is None:
                 raise ValueError('not a decodable image')
+            if self.width is not None:
+                img = _scale_width(img, self.width)
             return idx, img, None
         except Exception as e:  # noqa: BLE001 - reported by name by the caller
             return idx, None, f'{type(e).__name__}: {e}'
@@ -158,19 +176,24 @@ def translate_dataset(model: nn.Module,
                       on_error: str = 'raise',
                       overwrite: bool = False,
                       scale: Optional[int] = None,
+                      scale_width: Optional[int] = None,
                       pad_size_divisor: int = 4,
                       mean: Optional[Sequence[float]] = None,
                       std: Optional[Sequence[float]] = None,
                       channel_order: Optional[str] = None,
                       progress: bool = True) -> Dict[str, object]:
-    """Translate every image of a source set with F's generator into ``out_dir``, keeping names and resolution.
+    """Translate every image of a source set with F's generator into ``out_dir``, keeping names.
 
     Output policy: ``out_dir/<path relative to the source root>``, same file name and extension (so the
-    source's labels and the dataset's ``img_suffix`` still match), same resolution as the input image. The
-    image is reflect-padded to a multiple of ``pad_size_divisor`` (the ResNet generator downsamples by 4) and
-    the output cropped back, so pixels stay aligned with the labels. ``scale`` (e.g. 1024) instead translates
-    at the training scale (long edge, = width for these data sets, like the release) and resizes the result
-    back (bicubic) to the input's size; the default (None) translates at the original resolution.
+    source's labels and the dataset's ``img_suffix`` still match). The image is reflect-padded to a multiple of
+    ``pad_size_divisor`` (the ResNet generator downsamples by 4) and the output cropped back, so pixels stay
+    aligned with the labels. Resolution:
+
+    - ``scale_width`` (the release, e.g. 1024, F's training scale): each image is first resized with PIL bicubic
+      to that width and ``int(width * H / W)`` rows (pytorch-CycleGAN's ``scale_width`` test) and the result is
+      saved at that size (GTA5: 1024x562); M's pipeline resizes it like any source image, the labels keep theirs;
+    - ``scale`` (e.g. 1024): translated at that long edge (torch bicubic) and resized back to the input's size;
+    - neither (default): translated at the original resolution.
 
     The job is resumable and shardable: an existing output is a finished file (writes are atomic: a hidden
     ``.<name>.part`` in the same folder, then ``os.replace``) and is skipped unless ``overwrite``; shard
@@ -192,6 +215,8 @@ def translate_dataset(model: nn.Module,
         dict with ``total`` (files of this shard), ``existing`` (already done), ``written``, ``skipped`` and
         ``skipped_files``.
     """
+    if scale is not None and scale_width is not None:
+        raise ValueError('translate: give scale or scale_width, not both')
     if on_error not in ('raise', 'skip'):
         raise ValueError(f"translate: on_error must be 'raise' or 'skip', got {on_error!r}")
     if batch_size < 1:
@@ -267,7 +292,7 @@ def translate_dataset(model: nn.Module,
             _atomic_write_bytes(outs[i], buf.tobytes())
             stats['written'] += 1
 
-    reader = _ImageReader([osp.join(src_root, rels[i]) for i in todo])
+    reader = _ImageReader([osp.join(src_root, rels[i]) for i in todo], width=scale_width)
     loader = DataLoader(reader, batch_size=1, num_workers=num_workers, collate_fn=_first)
     buckets: Dict[tuple, List[tuple]] = {}
     bar = tqdm(total=len(todo), desc=f'translate shard {shard_id}/{num_shards}', disable=not progress)

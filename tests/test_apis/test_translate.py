@@ -137,7 +137,8 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 def test_tool_killed_and_rerun_finishes_without_rewriting(toy):
     out = str(toy['tmp'] / 'out')
     tool = osp.join(ROOT, 'tools/translate.py')
-    args = [toy['cfg'], toy['ckpt'], '--src', toy['src'], '--out', out, '--device', 'cpu', '--no-progress']
+    args = [toy['cfg'], toy['ckpt'], '--src', toy['src'], '--out', out, '--device', 'cpu', '--no-progress',
+            '--scale-width', '0']  # original resolution (the default is the config's ScaleWidth, 1024)
     env = dict(os.environ, OMP_NUM_THREADS='1', KILL_AT_REPLACE='4')
     killed = subprocess.run([sys.executable, '-c', KILLER, tool] + args + ['--num-workers', '0'], env=env,
                             capture_output=True, text=True, timeout=120)

@@ -24,12 +24,12 @@ CONFIGS = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', 'configs'))
 
 # config -> (model type, dataset base, schedule, lambda_adv)
 EXPERIMENTS = {
-    'deeplabv2_r101_gta5_source_only.py': ('EncoderDecoder', 'gta5.py', 'sgd', None),
+    'deeplabv2_r101_gta5_source_only.py': ('BDLEncoderDecoder', 'gta5.py', 'sgd', None),
     'bdl_deeplabv2_r101_gta5_adv.py': ('BDLSegmentor', 'uda_gta5_cityscapes.py', 'sgd', 1e-3),
-    'deeplabv2_r101_cityscapes_oracle.py': ('EncoderDecoder', 'cityscapes.py', 'sgd', None),
-    'fcn8s_vgg16_gta5_source_only.py': ('EncoderDecoder', 'gta5.py', 'adam', None),
+    'deeplabv2_r101_cityscapes_oracle.py': ('BDLEncoderDecoder', 'cityscapes.py', 'sgd', None),
+    'fcn8s_vgg16_gta5_source_only.py': ('BDLEncoderDecoder', 'gta5.py', 'adam', None),
     'bdl_fcn8s_vgg16_gta5_adv.py': ('BDLSegmentor', 'uda_gta5_cityscapes.py', 'adam', 1e-4),
-    'fcn8s_vgg16_cityscapes_oracle.py': ('EncoderDecoder', 'cityscapes.py', 'adam', None),
+    'fcn8s_vgg16_cityscapes_oracle.py': ('BDLEncoderDecoder', 'cityscapes.py', 'adam', None),
 }
 
 

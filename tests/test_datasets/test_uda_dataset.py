@@ -154,7 +154,9 @@ def test_uda_configs(source):
     assert ds.source.type == {'gta5': 'GTA5Dataset', 'synthia': 'SynthiaDataset'}[source]
     assert [t['type'] for t in ds.source.pipeline] == ['LoadImageFromFile', 'LoadAnnotations', 'Resize',
                                                        'PackSegInputs']
-    assert ds.source.pipeline[2] == dict(type='Resize', scale=scale, keep_ratio=False)
+    # release resizing: PIL bicubic (labels nearest)
+    assert ds.source.pipeline[2] == dict(type='Resize', scale=scale, keep_ratio=False, backend='pillow',
+                                         interpolation='bicubic')
     assert [t['type'] for t in ds.target.pipeline] == ['LoadImageFromFile', 'Resize', 'LoadPseudoLabel',
                                                        'PackUDAInputs']
     assert ds.target.pipeline[1].scale == (1024, 512) and 'seg_map_path' not in ds.target.data_prefix

@@ -30,7 +30,9 @@ def full_cfg():
 
 
 def toy_cfg(depth=50, num_classes=3):
+    """Small widths; MMSeg's prediction order (logits upsampled), as these tests compare with it."""
     cfg = full_cfg()
+    cfg.test_cfg.upsample = 'logits'
     cfg.backbone.update(depth=depth, stem_channels=8, base_channels=4)
     expansion = 4 if depth >= 50 else 1
     cfg.decode_head.update(in_channels=4 * 8 * expansion, num_classes=num_classes)
@@ -66,7 +68,8 @@ def test_full_r101_params_and_odd_input_shapes():
     assert n_params == 43_901_068  # ResNet-101 without fc (42,500,160) + 4 x (2048*9*19 + 19)
     assert abs(n_params - 43.9e6) < 0.05e6
     n_bn = sum(p.numel() for m in model.modules() if isinstance(m, _BatchNorm) for p in m.parameters())
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == n_params - n_bn
+    # the published classifier holds four branches but trains two (branches 3-4 frozen at their init)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == n_params - n_bn - 2 * (2048 * 9 * 19 + 19)
     # every ResNet block is caffe style: the stride sits on the 1x1 conv
     assert model.backbone.layer2[0].conv1.stride == (2, 2) and model.backbone.layer2[0].conv2.stride == (1, 1)
     assert model.backbone.layer4[0].conv2.dilation == (4, 4) and model.backbone.layer3[5].conv2.dilation == (2, 2)
@@ -99,7 +102,10 @@ def test_output_stride_8_with_ceil_mode(size, depth):
 
 
 def test_batchnorm_frozen_in_train_mode():
-    model = build(toy_cfg())
+    """The documented switch norm_eval=True: statistics frozen too (the release's batch statistics: test_fidelity)."""
+    cfg = toy_cfg()
+    cfg.backbone.norm_eval = True
+    model = build(cfg)
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     assert len(bns) == 1 + 3 * 3 + 4 * 3 + 6 * 3 + 3 * 3 + 4  # stem, 16 bottlenecks x 3, 4 downsamples
     for bn in bns:  # non-trivial running statistics, so that an update would show
@@ -119,11 +125,15 @@ def test_batchnorm_frozen_in_train_mode():
         assert torch.equal(bn.running_mean, mean) and torch.equal(bn.running_var, var)
         assert bn.weight.grad is None
     assert model.backbone.conv1.weight.grad is not None and model.backbone.conv1.weight.grad.abs().sum() > 0
-    assert model.decode_head.conv2d_list[3].weight.grad.abs().sum() > 0
+    assert model.decode_head.conv2d_list[1].weight.grad.abs().sum() > 0
+    assert model.decode_head.conv2d_list[3].weight.grad is None  # published classifier: branch 4 not summed
 
 
 def test_classifier_sum_of_four_dilated_convs_and_init():
-    head = build(full_cfg().decode_head)
+    """DeepLabV2 as designed (summed_branches=None) with zero biases (the published release: test_fidelity)."""
+    cfg = full_cfg().decode_head
+    cfg.update(summed_branches=None, bias_init='zero')
+    head = build(cfg)
     assert not hasattr(head, 'conv_seg') and head.dropout is None
     assert head.align_corners is True
     assert [(c.dilation, c.padding, c.kernel_size) for c in head.conv2d_list] == [

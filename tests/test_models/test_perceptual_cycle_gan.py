@@ -283,13 +283,14 @@ def test_unpaired_dataset_and_translation_config(tmp_path):
         osp.join(ROOT, 'configs/translation/perceptual_cyclegan_deeplabv2-r101_gta5-to-cityscapes.py'))
     assert cfg.model.segmentor.config.endswith('configs/_base_/models/deeplabv2_r101.py')
     assert osp.isfile(cfg.model.segmentor.config)
-    assert cfg.param_scheduler.generators[0].begin == 10 and cfg.train_cfg.max_epochs == 20
+    # per-epoch decay as pytorch-CycleGAN (full check in test_fidelity.py::test_f_lr_schedule_as_release)
+    assert cfg.param_scheduler.generators[0].begin == 8 and cfg.train_cfg.max_epochs == 20
     ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     ds_cfg.source.data_root = str(tmp_path / 'gta5')
     ds_cfg.target.data_root = str(tmp_path / 'cityscapes')
-    for t in ds_cfg.pipeline:  # reduced sizes: long edge 64, crop 32
-        if t.type.endswith('Resize'):
-            t.scale = (64, 64)
+    for t in ds_cfg.pipeline:  # reduced sizes: width 64, crop 32
+        if t.type.endswith('ScaleWidth'):
+            t.width = 64
         if t.type.endswith('Crop'):
             t.crop_size = (32, 32)
     ds_cfg.pop('type')
@@ -298,8 +299,8 @@ def test_unpaired_dataset_and_translation_config(tmp_path):
     sample = ds[1]
     assert sample['inputs']['img_source'].shape == (3, 32, 32)
     assert sample['data_samples'].metainfo['img_source_path'].endswith('00002.png')
-    # the whole-image resize keeps the ratio with the long edge (the width) at 64
-    resize = [t for t in ds.pipeline.transforms if type(t).__name__ == 'Resize'][0]
+    # the whole-image resize keeps the ratio with the width at 64 (pytorch-CycleGAN scale_width)
+    resize = [t for t in ds.pipeline.transforms if type(t).__name__ == 'ScaleWidth'][0]
     out = resize(dict(img_source=np.zeros((40, 80, 3), np.uint8), img_target=np.zeros((32, 64, 3), np.uint8)))
     assert out['img_source'].shape == (32, 64, 3) and out['img_target'].shape == (32, 64, 3)
     # the experiment's model config with a tiny generator/M trains one step on the dataset's batches
@@ -314,3 +315,55 @@ def test_unpaired_dataset_and_translation_config(tmp_path):
     (tmp_path / 'empty').mkdir()
     with pytest.raises(FileNotFoundError, match=r'no \*.png image under .*empty'):
         UnpairedTranslationDataset(source=dict(data_root=str(tmp_path / 'empty')), target=ds_cfg.target)
+
+
+def test_release_update_order_generators_then_discriminators():
+    """update_order='generators_first' against pytorch-CycleGAN's optimize_parameters, written out here."""
+    off = dict(lambda_per=0., lambda_per_recon=0.)
+    model = build_model(per=off, update_order='generators_first')
+    assert build_model(per=off).update_order == 'discriminators_first'  # default: MMagic's train_step (bitwise)
+    data = make_batch(n=2)
+    inputs = model.data_preprocessor(copy.deepcopy(data), True)['inputs']
+    A, B = inputs['img_source'], inputs['img_target']  # A = source (GTA5), B = target
+    G_AB, G_BA = copy.deepcopy(model.generators['target']), copy.deepcopy(model.generators['source'])
+    D_B, D_A = copy.deepcopy(model.discriminators['target']), copy.deepcopy(model.discriminators['source'])
+    opt_G = torch.optim.Adam([*G_AB.parameters(), *G_BA.parameters()], lr=1e-3, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam([*D_B.parameters(), *D_A.parameters()], lr=1e-3, betas=(0.5, 0.999))
+    mse, l1 = torch.nn.functional.mse_loss, torch.nn.functional.l1_loss
+    # forward
+    fake_B, fake_A = G_AB(A), G_BA(B)
+    rec_A, rec_B = G_BA(fake_B), G_AB(fake_A)
+    # G_A and G_B (D frozen): LSGAN, cycle x10, identity x 0.5 x 10
+    for p in [*D_A.parameters(), *D_B.parameters()]:
+        p.requires_grad_(False)
+    pred_B, pred_A = D_B(fake_B), D_A(fake_A)
+    loss_G = (mse(pred_B, torch.ones_like(pred_B)) + mse(pred_A, torch.ones_like(pred_A))
+              + 10 * (l1(rec_A, A) + l1(rec_B, B)) + 5 * (l1(G_AB(B), B) + l1(G_BA(A), A)))
+    opt_G.zero_grad()
+    loss_G.backward()
+    opt_G.step()
+    # D_A and D_B on the same generated images (pool: empty, returns them), each term halved
+    for p in [*D_A.parameters(), *D_B.parameters()]:
+        p.requires_grad_(True)
+    loss_D = 0.
+    for D, real, fake in ((D_B, B, fake_B), (D_A, A, fake_A)):
+        pr, pf = D(real), D(fake.detach())
+        loss_D = loss_D + 0.5 * (mse(pr, torch.ones_like(pr)) + mse(pf, torch.zeros_like(pf)))
+    opt_D.zero_grad()
+    loss_D.backward()
+    opt_D.step()
+
+    model.train_step(copy.deepcopy(data), optim(model))
+    refs = dict(generators=dict(target=G_AB, source=G_BA), discriminators=dict(target=D_B, source=D_A))
+    for kind, nets in refs.items():
+        for domain, net in nets.items():
+            ours = dict(getattr(model, kind)[domain].named_parameters())
+            for name, p in net.named_parameters():
+                torch.testing.assert_close(ours[name], p, atol=1e-6, rtol=1e-5, msg=f'{kind}.{domain}.{name}')
+    # MMagic's order (D first, then G against the updated D) gives other generator weights
+    mm = build_model(per=off)
+    mm.train_step(copy.deepcopy(data), optim(mm))
+    assert any((p - dict(mm.generators.named_parameters())[n]).abs().max() > 1e-7
+               for n, p in model.generators.named_parameters())
+    with pytest.raises(ValueError, match='update_order must be one of'):
+        build_model(per=off, update_order='random')

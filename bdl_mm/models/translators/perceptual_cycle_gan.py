@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmagic.models.editors.cyclegan import CycleGAN
+from mmagic.models.utils import set_requires_grad
 from mmagic.registry import MODELS
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -14,8 +15,11 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from mmseg.registry import MODELS as SEG_MODELS
 
+from ..decode_heads.deeplabv2_head import check_classifier_checkpoint
+
 DISTANCES = ('mse_instance_norm', 'l1')
 BATCH_MODES = ('split', 'joint', 'none')
+UPDATE_ORDERS = ('discriminators_first', 'generators_first')
 
 
 def _as_channel_list(value, name: str) -> List[float]:
@@ -57,6 +61,7 @@ def build_frozen_segmentor(config: Union[str, dict], checkpoint: Optional[str] =
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = SEG_MODELS.build(model_cfg)
     if checkpoint is not None:
+        check_classifier_checkpoint(model_cfg, checkpoint, 'model.segmentor.checkpoint')
         ckpt = _load_checkpoint(checkpoint, map_location='cpu')
         state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
         state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
@@ -119,6 +124,9 @@ class PerceptualCycleGAN(CycleGAN):
             forward on everything; ``'none'`` one forward per image tensor (the release). Missing keys take these
             (release) values. ``None`` or both lambdas 0 disables the loss: the model is then exactly MMagic's
             CycleGAN (and needs no segmentor).
+        update_order (str): ``'discriminators_first'`` (default): MMagic's ``train_step``, unchanged (D update,
+            then G update). ``'generators_first'``: the release's ``optimize_parameters`` (G update with the
+            current D, then D update on the same, detached, generated images through the image pool).
         *args, **kwargs: the arguments of MMagic's :class:`CycleGAN`.
     """
 
@@ -128,10 +136,18 @@ class PerceptualCycleGAN(CycleGAN):
                  seg_input: Optional[dict] = None,
                  perceptual_loss: Optional[dict] = dict(
                      lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split'),
+                 update_order: str = 'discriminators_first',
                  **kwargs):
         # Unscoped generator/discriminator/preprocessor types are MMagic's, whatever the config's default scope.
         with DefaultScope.overwrite_default_scope('mmagic'):
             super().__init__(*args, **kwargs)
+        if update_order not in UPDATE_ORDERS:
+            raise ValueError(f'update_order must be one of {UPDATE_ORDERS}, got {update_order!r}')
+        if update_order == 'generators_first' and (self.discriminator_steps != 1 or self.disc_init_steps != 0):
+            raise ValueError("update_order='generators_first' (the release) updates both every step: it needs "
+                             f'discriminator_steps=1 and disc_init_steps=0, got {self.discriminator_steps} and '
+                             f'{self.disc_init_steps}')
+        self.update_order = update_order
         per = dict(lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split')
         if perceptual_loss is None:
             per.update(lambda_per=0., lambda_per_recon=0.)
@@ -301,3 +317,35 @@ class PerceptualCycleGAN(CycleGAN):
         log_vars_g.update(log_vars_per)
         log_vars_g['loss'] = log_vars_g['loss'] + loss_per.detach()
         return loss_g + loss_per, log_vars_g
+
+    # ------------------------------------------------------------------ training step
+    def train_step(self, data: dict, optim_wrapper):
+        """One F step. ``update_order='discriminators_first'`` is MMagic's :meth:`CycleGAN.train_step` itself;
+        ``'generators_first'`` follows pytorch-CycleGAN's ``optimize_parameters`` (the BDL release): forward both
+        cycles, update the generators (D frozen), then update the discriminators."""
+        if self.update_order == 'discriminators_first':
+            return super().train_step(data, optim_wrapper)
+        data = self.data_preprocessor(data, True)
+        inputs_dict = data['inputs']
+        gen_optim, disc_optim = optim_wrapper['generators'], optim_wrapper['discriminators']
+        outputs, log_vars = dict(), dict()
+        with gen_optim.optim_context(self.generators):
+            for target_domain in self._reachable_domains:  # the forward of MMagic's train_step
+                source_domain = self.get_other_domains(target_domain)[0]
+                results = self(inputs_dict[f'img_{source_domain}'], test_mode=False, target_domain=target_domain)
+                outputs[f'real_{source_domain}'] = results['source']
+                outputs[f'fake_{target_domain}'] = results['target']
+                results = self(results['target'], test_mode=False, target_domain=source_domain)
+                outputs[f'cycle_{source_domain}'] = results['target']
+            set_requires_grad(self.discriminators, False)
+            try:
+                loss_g, log_vars_g = self._get_gen_loss(outputs)
+                gen_optim.update_params(loss_g)
+            finally:
+                set_requires_grad(self.discriminators, True)
+        log_vars.update(log_vars_g)
+        with disc_optim.optim_context(self.discriminators):
+            loss_d, log_vars_d = self._get_disc_loss(outputs)  # fakes detached inside, through the image pool
+            disc_optim.update_params(loss_d)
+        log_vars.update(log_vars_d)
+        return log_vars

@@ -6,19 +6,21 @@ dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes/'
 img_scale = (1024, 512)  # (w, h), release size of the target and the test images
 crop_size = (512, 1024)  # (h, w) of the network input (= the resized image; no crop)
+# Resizing as the release (data/*_dataset.py): PIL, images BICUBIC, labels NEAREST (mmcv's pillow backend resizes
+# the labels with 'nearest' whatever `interpolation` says). MMSeg's default (cv2 bilinear) is backend='cv2'.
 
 # Target-supervised training (upper bound / oracle): same size as the adapted runs.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=img_scale, keep_ratio=False),
+    dict(type='Resize', scale=img_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='PackSegInputs')
 ]
 # Evaluation: the label is loaded after Resize and stays 2048x1024; the segmentor upsamples its logits to
 # ori_shape (bilinear, align_corners of the decode head), UDAIoUMetric compares at full resolution (release).
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=False),
+    dict(type='Resize', scale=img_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
@@ -26,7 +28,7 @@ test_pipeline = [
 # after Resize at the resized size (255 = ignored), soft weights packed by PackUDAInputs.
 target_train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=False),
+    dict(type='Resize', scale=img_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadPseudoLabel'),
     dict(type='PackUDAInputs')
 ]

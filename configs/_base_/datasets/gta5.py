@@ -10,12 +10,12 @@ source_crop_size = (720, 1280)  # (h, w) of the network input
 source_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=source_scale, keep_ratio=False),
+    dict(type='Resize', scale=source_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='PackSegInputs')
 ]
 source_test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=source_scale, keep_ratio=False),
+    dict(type='Resize', scale=source_scale, keep_ratio=False, backend='pillow', interpolation='bicubic'),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]

@@ -15,7 +15,7 @@ data_preprocessor = dict(
     # MMSeg needs size or size_divisor in training; 1 = no padding (source and target sizes differ)
     size_divisor=1)
 model = dict(
-    type='EncoderDecoder',
+    type='BDLEncoderDecoder',
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone=dict(
@@ -40,5 +40,5 @@ model = dict(
         ignore_index=255,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)),  # release: mean over labelled pixels
     train_cfg=dict(),
-    test_cfg=dict(mode='whole'),
+    test_cfg=dict(mode='whole', upsample='probs'),  # release: softmax, then one upsampling of the probabilities
     init_cfg=None)

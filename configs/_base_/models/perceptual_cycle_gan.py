@@ -43,4 +43,7 @@ model = dict(
     # M's input, checked against M's data_preprocessor at build: BGR 0-255 minus the caffe mean (release).
     seg_input=dict(mean=[104.00698793, 116.66876762, 122.67891434], std=[1., 1., 1.], channel_order='BGR'),
     # Release: MSE between instance-normalised logits; the paper's L1 is distance='l1'.
-    perceptual_loss=dict(lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split'))
+    perceptual_loss=dict(lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split'),
+    # Release (pytorch-CycleGAN optimize_parameters): generators updated first, then discriminators; MMagic's own
+    # order is 'discriminators_first'.
+    update_order='generators_first')

@@ -22,5 +22,5 @@ train_cfg = dict(
         translate=dict(batch_size=1),
         adaptation=dict(train_cfg=_base_.train_cfg),
         # release: per-class min(median confidence, 0.9); paper: mode='global'
-        pseudo_label=dict(mode='class_median', threshold=0.9),
+        pseudo_label=dict(mode='class_median', threshold=0.9, median='release'),
         ssl_adaptation=dict(train_cfg=_base_.train_cfg_ssl)))
