@@ -9,6 +9,6 @@ from .version import __version__
 check_dependencies()
 allow_mmengine_checkpoints()
 
-from . import apis, datasets, engine, evaluation, models  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models, visualization  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -32,10 +32,4 @@ val_dataloader = dict(
         data_prefix=dict(img_path='images/10k/val', seg_map_path='labels/sem_seg/masks/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-# F learns GTA5 <-> BDD100K: its unpaired dataset reads the BDD100K train images
-train_cfg = dict(
-    stages=dict(
-        translation=dict(
-            cfg_options=dict(
-                train_dataloader=dict(
-                    dataset=dict(target=dict(data_root=target_root, img_dir='images/10k/train', img_suffix='.jpg')))))))
+# F (and the translate stage) read M's folders: GTA5 <-> BDD100K train images, from train_dataloader.dataset above.

@@ -72,9 +72,7 @@ translation_cfg_options = dict(
     train_dataloader=dict(
         num_workers=0,
         persistent_workers=False,
-        dataset=dict(
-            source=dict(data_root=source_root),
-            target=dict(data_root=target_root),
+        dataset=dict(  # F reads M's source and target folders (train_dataloader.dataset above)
             pipeline=[
                 dict(type='mmagic.LoadImageFromFile', key='img_source', color_type='color', channel_order='bgr'),
                 dict(type='mmagic.LoadImageFromFile', key='img_target', color_type='color', channel_order='bgr'),

@@ -13,7 +13,7 @@ EXPECTED = {
     ('mmseg', 'DATASETS'): ['GTA5Dataset', 'SynthiaDataset', 'UDADataset'],
     ('mmseg', 'TRANSFORMS'): ['LoadPseudoLabel', 'PackUDAInputs'],
     ('mmseg', 'METRICS'): ['UDAIoUMetric'],
-    ('mmseg', 'HOOKS'): ['PseudoLabelHook'],
+    ('mmseg', 'HOOKS'): ['PseudoLabelHook', 'StageMetricsHook', 'NonFiniteLossHook', 'DataFileErrorHook'],
     ('mmseg', 'LOOPS'): ['BidirectionalLoop'],
     ('mmagic', 'MODELS'): ['PerceptualCycleGAN'],
     ('mmagic', 'DATASETS'): ['UnpairedTranslationDataset'],
@@ -42,6 +42,9 @@ def test_registered_classes_live_in_bdl_mm():
     import bdl_mm  # noqa: F401
     assert MODELS.get('BDLSegmentor').__module__ == 'bdl_mm.models.segmentors.bdl_segmentor'
     assert LOOPS.get('BidirectionalLoop').__module__ == 'bdl_mm.engine.loops.bidirectional_loop'
+    from mmseg.registry import HOOKS
+    for name, module in (('NonFiniteLossHook', 'non_finite_loss_hook'), ('DataFileErrorHook', 'data_file_error_hook')):
+        assert HOOKS.get(name).__module__ == f'bdl_mm.engine.hooks.{module}'
 
 
 def test_missing_dependency_is_one_line(monkeypatch):

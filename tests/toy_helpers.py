@@ -30,3 +30,26 @@ def make_converted_toy(out_dir, **kwargs):
     run_tool('dataset_converters/gta5.py', osp.join(out_dir, 'gta5'))
     run_tool('dataset_converters/cityscapes.py', osp.join(out_dir, 'cityscapes'))
     return str(out_dir)
+
+
+def write_bdl_config(path, toy_root, m_iters=2, ckpt_interval=1, loop_options='', extra=''):
+    """configs/bdl_toy.py on a converted toy pair under ``toy_root``, K = N = 1, a few iterations per stage.
+    ``loop_options``: more ``train_cfg`` arguments (``'use_ssl=False,'``); ``extra``: more config lines."""
+    src, tgt = osp.join(toy_root, 'gta5/'), osp.join(toy_root, 'cityscapes/')
+    path.write_text(f'''
+_base_ = [{osp.join(ROOT, 'configs', 'bdl_toy.py')!r}]
+train_dataloader = dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r})))
+val_dataloader = dict(dataset=dict(data_root={tgt!r}))
+test_dataloader = val_dataloader
+fast = dict(type='IterBasedTrainLoop', max_iters={m_iters}, val_interval={m_iters})
+default_hooks = dict(checkpoint=dict(interval={ckpt_interval}), logger=dict(interval=1))
+train_cfg = dict(
+    K=1, N=1, {loop_options}
+    stages=dict(
+        source_only=dict(train_cfg=fast), adaptation=dict(train_cfg=fast), ssl_adaptation=dict(train_cfg=fast),
+        translation=dict(cfg_options=dict(
+            train_dataloader=dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r}))),
+            train_cfg=dict(max_epochs=1)))))
+{extra}
+''')
+    return str(path)

@@ -1,7 +1,11 @@
 """Train with a bdl_mm / MMSegmentation config: one M or F stage, or the whole of Algorithm 1.
 
 Same command-line interface as MMSegmentation's ``tools/train.py``; ``--amp`` also switches the
-optimiser wrappers of a dict layout (M + D_M, CycleGAN) and of every Algorithm-1 stage.
+optimiser wrappers of a dict layout (M + D_M, CycleGAN) and of every Algorithm-1 stage. For Algorithm 1,
+``--check-data {header,full,none}`` sets the preflight data scan and ``--force-resume`` continues a run whose config
+changed; bad data, a changed config and a non-finite loss end the run with one line (docs/reliability.md).
+Algorithm 1 keeps a concise console (full environment, config and mmengine lines in each stage's log file);
+``--verbose`` restores mmengine's full console. ``tools/status.py WORK_DIR`` tells where a run stands.
 """
 import argparse
 import logging
@@ -14,7 +18,17 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from bdl_mm.utils import enable_amp, init_cpu_distributed
+from bdl_mm.apis.config_fingerprint import RunMixError
+from bdl_mm.apis.preflight import DataCheckError
+from bdl_mm.datasets.label_maps import LabelFileError
+from bdl_mm.engine.hooks import NonFiniteLossError
+from bdl_mm.engine.runner import ConciseRunner
+from bdl_mm.models.decode_heads.deeplabv2_head import check_classifier_checkpoint
+from bdl_mm.utils import apply_global_batch_size, enable_amp, init_cpu_distributed
+from bdl_mm.visualization import stage_vis_backends
+
+# bad data (before or during the run), another run in the work dir or a changed config, a non-finite loss
+RUN_ERRORS = (DataCheckError, LabelFileError, RunMixError, NonFiniteLossError)
 
 
 def parse_args():
@@ -28,6 +42,24 @@ def parse_args():
         help='resume from the latest checkpoint in the work_dir automatically (Algorithm 1: skip completed '
         'stages and resume the interrupted stage from its last checkpoint)')
     parser.add_argument('--amp', action='store_true', default=False, help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--check-data',
+        choices=['header', 'full', 'none'],
+        default=None,
+        help='Algorithm 1: scan every data set the run will read before the first stage (default: header = read '
+        'every image header, decode a sample of labels; full = decode every image and label; none = no scan)')
+    parser.add_argument(
+        '--force-resume',
+        action='store_true',
+        default=False,
+        help='Algorithm 1: resume even though the config changed since the run started (implies --resume); '
+        'without it such a run is refused with the list of changed keys')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        default=False,
+        help='Algorithm 1: print every stage\'s environment, config and mmengine log lines on the console '
+        '(default: one line per stage start and end and per log interval; the rest goes to the log files)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -61,10 +93,50 @@ def main():
     if args.amp and enable_amp(cfg) == 0:
         print_log('AMP training is already enabled in your config.', logger='current', level=logging.WARNING)
 
-    cfg.resume = args.resume
+    cfg.resume = args.resume or args.force_resume
+    apply_loop_options(cfg, args)
+    if cfg.get('load_from') and not args.resume:  # a classifier that does not fit fails now, before any training
+        try:
+            check_classifier_checkpoint(cfg.model, cfg.load_from)
+        except ValueError as e:
+            raise SystemExit(f'error: {e}') from None
     init_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    # a config that states its global batch (F: the release's batch 4 over 4 GPUs) gets it split over the processes
+    apply_global_batch_size(cfg, int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1)))
+                            if args.launcher != 'none' else 1)
+    runner = runner_class(cfg).from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    try:
+        runner.train()
+    except RUN_ERRORS as e:  # bad data, changed config, non-finite loss: one line, no traceback
+        raise SystemExit(f'error: {e}') from None
+
+
+def apply_loop_options(cfg, args):
+    """Pass --check-data / --force-resume to an Algorithm-1 loop (``train_cfg``); other configs are left as they
+    are (their train loops take no such arguments)."""
+    train_cfg = cfg.get('train_cfg') or {}
+    if not str(train_cfg.get('type', '')).endswith('BidirectionalLoop'):
+        if args.check_data not in (None, 'none') or args.force_resume:
+            print_log('--check-data and --force-resume apply to Algorithm-1 (BidirectionalLoop) configs only: '
+                      'ignored', logger='current', level=logging.WARNING)
+        return
+    if args.check_data is not None:
+        cfg.train_cfg.check_data = args.check_data
+    if args.force_resume:
+        cfg.train_cfg.force_resume = True
+    if args.verbose:
+        cfg.train_cfg.verbose_console = True
+    if cfg.get('visualizer') is not None:  # TensorBoard, W&B: the outer runner writes into the run's one run too
+        cfg.visualizer.vis_backends = stage_vis_backends(cfg.visualizer.get('vis_backends'), 'run', cfg.work_dir)
+
+
+def runner_class(cfg):
+    """Algorithm 1 runs with a concise console (:class:`ConciseRunner`) unless ``train_cfg.verbose_console``
+    (``--verbose``); other configs with mmengine's ``Runner``."""
+    train_cfg = cfg.get('train_cfg') or {}
+    if str(train_cfg.get('type', '')).endswith('BidirectionalLoop') and not train_cfg.get('verbose_console'):
+        return ConciseRunner
+    return Runner
 
 
 if __name__ == '__main__':

@@ -11,9 +11,12 @@
     <out_dir>/settings.json                                           what the folder was made with (resume check)
     <out_dir>/_cache/<run id>/                                        per-image predictions, shard histograms
 
-Labels are taken at the size M runs at: the segmentor's ``encode_decode`` output (``inference`` if its ``test_cfg``
-asks for slide inference; MMSeg resizes the logits bilinearly to the network input with the head's
-``align_corners``) cropped to each image's ``img_shape``, then softmax, max and argmax. The threshold rules are in
+Labels are taken at the size M runs at (each image's ``img_shape``). With a :class:`BDLEncoderDecoder` whose
+``test_cfg.upsample`` is ``'probs'`` (the release, ``SSL.py``): softmax of the head's logits at its own resolution,
+probabilities upsampled once (bilinear, the head's ``align_corners``) to the network input, then max and argmax.
+Otherwise MMSeg's order: the segmentor's ``encode_decode`` output (``inference`` if its ``test_cfg`` asks for
+slide inference: logits resized bilinearly to the network input), then softmax, max and argmax. Both are
+cropped to each image's ``img_shape``. The threshold rules are in
 :mod:`bdl_mm.apis.ssl_thresholds`.
 
 Memory is constant in the number of images (the release keeps two float64 arrays of N x 512 x 1024):
@@ -47,6 +50,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Subset
 
+from ..datasets.file_checks import name_file_errors
 from ..datasets.uda_dataset import pseudo_label_name
 from .ssl_thresholds import (
     CONF_LEVELS,
@@ -259,6 +263,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
                            out_dir: str,
                            mode: str = 'class_median',
                            threshold: float = 0.9,
+                           median: str = 'release',
                            batch_size: Optional[int] = None,
                            num_workers: int = 0,
                            shard_id: Optional[int] = None,
@@ -283,6 +288,8 @@ def generate_pseudo_labels(model: torch.nn.Module,
         mode: ``'global'`` (paper: keep conf > threshold), ``'class_median'`` (release default: per-class
             ``min(median, threshold)``, keep conf >= it) or ``'soft'`` (paper Table 3: all pixels, weight = conf).
         threshold: the global threshold / the cap of the class thresholds.
+        median: ``class_median``'s per-class statistic: ``'release'`` (``sorted[round(n / 2)]``, the authors'
+            ``SSL.py``, default) or ``'numpy'`` (``numpy.median``).
         batch_size, num_workers: inference loader settings (default: the DataLoader's, else 1 and 0).
         shard_id, num_shards: process ``shard_id`` labels images ``shard_id::num_shards``. Default: the
             torch.distributed rank / world size (histograms are then all-reduced), else a single shard.
@@ -300,6 +307,8 @@ def generate_pseudo_labels(model: torch.nn.Module,
     """
     if mode not in MODES:
         raise ValueError(f'unknown pseudo-label mode {mode!r}; expected one of {MODES}')
+    if median not in ('release', 'numpy'):
+        raise ValueError(f"median must be 'release' or 'numpy', got {median!r}")
     if not 0.0 < float(threshold) <= 1.0:
         raise ValueError(f'threshold must be in (0, 1], got {threshold}')
     threshold = float(threshold)
@@ -315,6 +324,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
 
     dataset, batch_size, num_workers, collate_fn = _as_loader_parts(dataloader_or_dataset_cfg, batch_size,
                                                                     num_workers)
+    name_file_errors(dataset)  # a target image that cannot be read fails in one line naming it
     num_classes = model_num_classes(segmentor)
     if num_classes > 255:
         raise ValueError(f'pseudo labels are uint8 with 255 = ignored; {num_classes} classes do not fit')
@@ -329,6 +339,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
     settings = dict(
         mode=mode,
         threshold=threshold,
+        median=median,
         num_classes=num_classes,
         num_images=len(rel_paths),
         images_sha1=hashlib.sha1('\n'.join(rel_paths).encode()).hexdigest(),
@@ -374,7 +385,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
             return dict(settings, **info, complete=False, shard_id=shard_id)
         hist, shapes = total
 
-    thresholds = class_median_thresholds(hist, threshold) if mode == 'class_median' else None
+    thresholds = class_median_thresholds(hist, threshold, median) if mode == 'class_median' else None
     _pass2(rel_paths, my_indices, out_dir, cache_dir, mode, threshold, thresholds, show_progress)
     if not keep_cache:
         for i in my_indices:
@@ -489,10 +500,10 @@ def _pass1(segmentor, dataset, rel_paths, indices, out_dir, cache_dir, mode, thr
             for batch in loader:
                 data = segmentor.data_preprocessor(batch, False)
                 samples = data['data_samples']
-                logits = _segmentor_logits(segmentor, data['inputs'], [s.metainfo for s in samples])
-                if logits.shape[1] != num_classes:
-                    raise ValueError(f'the model returned {logits.shape[1]} channels, expected {num_classes}')
-                conf, label = logits.float().softmax(dim=1).max(dim=1)
+                probs = segmentor_probs(segmentor, data['inputs'], [s.metainfo for s in samples])
+                if probs.shape[1] != num_classes:
+                    raise ValueError(f'the model returned {probs.shape[1]} channels, expected {num_classes}')
+                conf, label = probs.max(dim=1)
                 label = label.to(torch.uint8).cpu().numpy()
                 conf_q = quantize_confidence(conf.cpu().numpy())
                 for j, sample in enumerate(samples):
@@ -514,13 +525,20 @@ def _pass1(segmentor, dataset, rel_paths, indices, out_dir, cache_dir, mode, thr
     return hist, shapes
 
 
-def _segmentor_logits(segmentor, inputs: torch.Tensor, metas: List[dict]) -> torch.Tensor:
-    """Logits at the network input size: ``inference`` (whole or slide, per ``test_cfg.mode``), i.e.
-    ``encode_decode`` for whole-image inference."""
+def segmentor_probs(segmentor, inputs: torch.Tensor, metas: List[dict]) -> torch.Tensor:
+    """Class probabilities (float32) at the network input size.
+
+    Release order (``BDLEncoderDecoder`` with ``test_cfg.upsample='probs'``): softmax at the head's resolution,
+    one bilinear upsampling of the probabilities. Otherwise MMSeg's: logits from ``inference`` (whole or slide,
+    per ``test_cfg.mode``; ``encode_decode`` for whole-image inference), then softmax."""
+    if getattr(segmentor, 'upsample', 'logits') == 'probs' and hasattr(segmentor, 'predict_probs'):
+        return segmentor.predict_probs(inputs, inputs.shape[2:])
     test_cfg = getattr(segmentor, 'test_cfg', None) or {}
     if test_cfg.get('mode', 'whole') == 'whole' or not hasattr(segmentor, 'inference'):
-        return segmentor.encode_decode(inputs, metas)
-    return segmentor.inference(inputs, metas)
+        logits = segmentor.encode_decode(inputs, metas)
+    else:
+        logits = segmentor.inference(inputs, metas)
+    return logits.float().softmax(dim=1)
 
 
 def _gather_shard_histograms(cache_dir, run_id, num_classes, num_shards, wait, poll_interval, timeout):

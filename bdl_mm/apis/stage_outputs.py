@@ -77,7 +77,9 @@ def results_rows(plan, state: Dict[str, dict]) -> List[dict]:
 
 
 def format_results_table(plan, state: Dict[str, dict], cfg, work_dir: str) -> str:
-    """Write ``results.md`` and ``results.json`` (Table 2 of the paper) and return the Markdown."""
+    """Write ``results.md``, ``results.json`` and ``results.png`` (Table 2 of the paper), each atomically, and return
+    the Markdown. Algorithm 1 calls it after every stage: a run that stops halfway leaves the table so far, marked
+    partial (``results.json``: ``stages_done`` < ``stages_planned``)."""
     rows = results_rows(plan, state)
     classes = _class_names(cfg)
     summary_keys = [k for k in ('mIoU', 'mIoU16', 'mIoU13', 'aAcc') if any(k in r['metrics'] for r in rows)]
@@ -92,8 +94,11 @@ def format_results_table(plan, state: Dict[str, dict], cfg, work_dir: str) -> st
         cells.append('-' if kept is None else f'{100 * kept:.1f}%')
         lines.append('| ' + ' | '.join(cells) + ' |')
     table = '\n'.join(lines) + '\n'
-    atomic_write_bytes(osp.join(work_dir, 'results.md'), table.encode())
-    atomic_write_json(osp.join(work_dir, 'results.json'), dict(classes=list(classes), rows=rows))
+    done = sum((state.get(s.name) or {}).get('status') == 'done' for s in plan)
+    partial = '' if done == len(plan) else f'\npartial: {done} of {len(plan)} stages done\n'
+    atomic_write_bytes(osp.join(work_dir, 'results.md'), (table + partial).encode())
+    atomic_write_json(osp.join(work_dir, 'results.json'),
+                      dict(classes=list(classes), rows=rows, stages_done=done, stages_planned=len(plan)))
     if rows:
         plot_results(rows, osp.join(work_dir, 'results.png'))
     return table

@@ -1,5 +1,6 @@
 # Copyright (c) bdl_mm contributors.
-"""Translate a whole source data set with the generator of F (S' = F(S) in Algorithm 1)."""
+"""Translate a whole source data set with the generator of F (S' = F(S) in Algorithm 1), or with a translation
+baseline (FDA, colour transfer: :mod:`bdl_mm.models.translators.translation_baseline`) in F's place."""
 import copy
 import os
 import os.path as osp
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..datasets.transforms.scale_width import scale_width as _scale_width
+from ..models.translators.translation_baseline import TranslationBaseline
 
 __all__ = ['load_translator', 'translate_dataset', 'list_images', 'training_width']
 
@@ -162,7 +164,43 @@ def _resolve_generator(model: nn.Module, target_domain: Optional[str], mean, std
     return generator, mean, std, channel_order.upper()
 
 
-def translate_dataset(model: nn.Module,
+def _generator_fn(model: nn.Module, target_domain, mean, std, channel_order, scale, pad_size_divisor):
+    """F's generator as a function of a batch ``[(index, BGR uint8 image), ...]`` of equal-size images -> BGR uint8
+    images, and the function that restores the generator's mode afterwards."""
+    generator, mean, std, order = _resolve_generator(model, target_domain, mean, std, channel_order)
+    device = next(generator.parameters()).device
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    was_training = generator.training
+    generator.eval()  # IN without running stats and no dropout: eval == train (MMagic's test trick not needed)
+
+    def convert(batch: List[tuple]) -> np.ndarray:
+        imgs = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)  # N, H, W, 3 BGR uint8
+        x = imgs.permute(0, 3, 1, 2).float()
+        if order == 'RGB':
+            x = x.flip(1)
+        x = (x - mean_t) / std_t
+        h, w = x.shape[-2:]
+        if scale:
+            factor = scale / max(h, w)
+            x = F.interpolate(x, size=(round(h * factor), round(w * factor)), mode='bicubic', align_corners=False)
+        sh, sw = x.shape[-2:]
+        ph, pw = (-sh) % pad_size_divisor, (-sw) % pad_size_divisor
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode='reflect')
+        with torch.no_grad():
+            y = generator(x)[..., :sh, :sw]
+        if (sh, sw) != (h, w):
+            y = F.interpolate(y, size=(h, w), mode='bicubic', align_corners=False)
+        y = (y * std_t + mean_t).clamp(0, 255).round()
+        if order == 'RGB':
+            y = y.flip(1)
+        return y.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+
+    return convert, lambda: generator.train(was_training)
+
+
+def translate_dataset(model: Union[nn.Module, TranslationBaseline],
                       src: Union[str, Sequence[str]],
                       out_dir: str,
                       *,
@@ -203,7 +241,11 @@ def translate_dataset(model: nn.Module,
     Args:
         model: a translation model (MMagic ``CycleGAN``/``PerceptualCycleGAN``: the generator of
             ``target_domain``, default the model's default domain, with its data preprocessor's normalisation)
-            or a bare generator (``mean``/``std`` default 127.5 and ``channel_order`` 'RGB').
+            or a bare generator (``mean``/``std`` default 127.5 and ``channel_order`` 'RGB'); or a fitted
+            :class:`~bdl_mm.models.translators.TranslationBaseline` (FDA, colour transfer), applied image by image
+            (``model.translate(image, key)``, ``key`` the image's path relative to ``src_root``; ``scale``,
+            ``target_domain``, ``mean``, ``std``, ``channel_order``, ``pad_size_divisor`` and ``batch_size`` do
+            not apply).
         src: the source folder (scanned recursively for ``img_suffix``) or a list of image paths.
         out_dir: output folder.
         src_root: root the output paths are made relative to (default: ``src`` if a folder, else the common
@@ -255,36 +297,20 @@ def translate_dataset(model: nn.Module,
     if not todo:
         return stats
 
-    generator, mean, std, order = _resolve_generator(model, target_domain, mean, std, channel_order)
-    device = next(generator.parameters()).device
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    was_training = generator.training
-    generator.eval()  # IN without running stats and no dropout: eval == train (MMagic's test trick not needed)
+    if isinstance(model, TranslationBaseline):
+        if scale is not None or target_domain is not None:
+            raise ValueError('translate: scale and target_domain apply to a generator, not to a baseline')
+        batch_size = 1
+
+        def convert(batch: List[tuple]) -> List[np.ndarray]:
+            return [model.translate(img, rels[i]) for i, img in batch]  # keyed by the path under src_root
+
+        restore = None
+    else:
+        convert, restore = _generator_fn(model, target_domain, mean, std, channel_order, scale, pad_size_divisor)
 
     def run(batch: List[tuple]) -> None:
-        imgs = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)  # N, H, W, 3 BGR uint8
-        x = imgs.permute(0, 3, 1, 2).float()
-        if order == 'RGB':
-            x = x.flip(1)
-        x = (x - mean_t) / std_t
-        h, w = x.shape[-2:]
-        if scale:
-            factor = scale / max(h, w)
-            x = F.interpolate(x, size=(round(h * factor), round(w * factor)), mode='bicubic', align_corners=False)
-        sh, sw = x.shape[-2:]
-        ph, pw = (-sh) % pad_size_divisor, (-sw) % pad_size_divisor
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode='reflect')
-        with torch.no_grad():
-            y = generator(x)[..., :sh, :sw]
-        if (sh, sw) != (h, w):
-            y = F.interpolate(y, size=(h, w), mode='bicubic', align_corners=False)
-        y = (y * std_t + mean_t).clamp(0, 255).round()
-        if order == 'RGB':
-            y = y.flip(1)
-        y = y.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
-        for (i, _), img in zip(batch, y):
+        for (i, _), img in zip(batch, convert(batch)):
             ok, buf = cv2.imencode(osp.splitext(outs[i])[1] or '.png', img)
             if not ok:
                 raise RuntimeError(f'translate: cannot encode {outs[i]}')
@@ -319,7 +345,8 @@ def translate_dataset(model: nn.Module,
             bar.update(len(bucket))
     finally:
         bar.close()
-        generator.train(was_training)
+        if restore is not None:
+            restore()
     stats['skipped'] = len(stats['skipped_files'])
     if stats['skipped_files']:
         suffix = '' if num_shards == 1 else f'_shard{shard_id}of{num_shards}'

@@ -4,7 +4,7 @@ import copy
 from mmseg.datasets import BaseSegDataset, CityscapesDataset
 from mmseg.registry import DATASETS
 
-from .file_checks import check_data_list, check_dataset_paths
+from .file_checks import check_data_list, check_dataset_paths, name_file_errors
 
 
 @DATASETS.register_module()
@@ -14,7 +14,8 @@ class GTA5Dataset(BaseSegDataset):
     Layout: ``data_root/images/XXXXX.png`` and ``data_root/labels/XXXXX_labelTrainIds.png``, split file
     ``train.txt`` (optional: without ``ann_file`` every image under ``images/`` is used). Classes and palette are
     Cityscapes'. The data list is checked when it is loaded: missing root, split file, image folder or label fail in
-    one line naming the path; ``verify_files=True`` also reads every header (unreadable PNG, size mismatch).
+    one line naming the path; ``verify_files=True`` also reads every header (unreadable PNG, size mismatch). A sample
+    that fails to load mid-run (a file changed after the checks) fails in one line naming the file.
 
     Args:
         verify_files (bool): Read the header of every image and label at initialisation. Defaults to False.
@@ -31,6 +32,7 @@ class GTA5Dataset(BaseSegDataset):
                  **kwargs) -> None:
         self.verify_files = verify_files
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, data_prefix=data_prefix, **kwargs)
+        name_file_errors(self)  # a sample whose file cannot be read fails in one line naming the file
 
     def load_data_list(self):
         """Load the pairs like MMSeg, after checking the paths, and check every pair has its label."""

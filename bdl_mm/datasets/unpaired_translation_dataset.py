@@ -9,6 +9,8 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_file_backend
 from mmengine.registry import DefaultScope
 
+from .file_checks import name_file_errors
+
 
 @DATASETS.register_module()
 class UnpairedTranslationDataset(UnpairedImageDataset):
@@ -21,7 +23,9 @@ class UnpairedTranslationDataset(UnpairedImageDataset):
 
     Sampling follows MMagic (and pytorch-CycleGAN's unaligned dataset): the length is the larger domain's; index
     ``i`` gives source image ``i % len(source)`` and, in training, a uniformly random target image (in test mode
-    ``i % len(target)``). Each sample holds ``img_<domain>_path`` for the pipeline's ``LoadImageFromFile``.
+    ``i % len(target)``). Each sample holds ``img_<domain>_path`` for the pipeline's ``LoadImageFromFile``. A sample
+    whose file cannot be read fails in one line naming the file (not MMagic's ``'NoneType' object has no attribute
+    'ndim'``).
 
     Unscoped transform types in ``pipeline`` are looked up in MMagic's registry.
 
@@ -60,6 +64,7 @@ class UnpairedTranslationDataset(UnpairedImageDataset):
         with DefaultScope.overwrite_default_scope('mmagic'):
             # Bypass UnpairedImageDataset.__init__ (it fixes the trainA/trainB layout); keep the rest of it.
             BaseDataset.__init__(self, pipeline=list(pipeline), test_mode=test_mode, serialize_data=False)
+        name_file_errors(self, 'UnpairedTranslationDataset')  # a bad image fails naming the file, not in MMagic
         self.len_a = len(self.data_infos_a)
         self.len_b = len(self.data_infos_b)
 

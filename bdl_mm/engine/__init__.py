@@ -1,1 +1,1 @@
-from . import hooks, loops  # noqa: F401
+from . import hooks, loops, runner  # noqa: F401

@@ -7,7 +7,10 @@ env_cfg = dict(
     # nccl on GPUs; for CPU-only distributed runs pass --cfg-options env_cfg.dist_cfg.backend=gloo
     dist_cfg=dict(backend='nccl'),
 )
-vis_backends = [dict(type='LocalVisBackend')]
+# LocalVisBackend: <stage>/<timestamp>/vis_data/scalars.json (read by tools/status.py). Every other backend gets all
+# the stages of a BDL run in one run, tagged <stage>/<scalar> (StageVisBackend): TensorBoard in <work_dir>/vis_data;
+# for W&B (pip install wandb) add dict(type='WandbVisBackend', init_kwargs=dict(project='bdl')).
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'

@@ -39,7 +39,8 @@ def test_results_table_rows_columns_and_missing_values(tmp_path):
     assert rows[2][-4] == '46.8' and rows[2][-1] == '78.9%' and rows[0][-1] == '-'
     saved = json.load(open(tmp_path / 'results.json'))
     assert [r['model'] for r in saved['rows']] == ['M(0)', 'M_0(1)', 'M_1(1)']
-    assert (tmp_path / 'results.md').read_text() == table
+    assert (tmp_path / 'results.md').read_text() == table + '\npartial: 0 of 5 stages done\n'
+    assert (saved['stages_done'], saved['stages_planned']) == (0, 5)
     assert (tmp_path / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
@@ -68,3 +69,23 @@ def test_segmentor_checkpoint_holds_m_alone(tmp_path):
                                        'discriminator.bias'}
     assert full['meta']['stage'] == 'M_0(1)'
     assert sorted(os.listdir(tmp_path)) == ['all.pth', 'seg.pth']
+
+
+def test_results_after_each_stage_are_marked_partial_until_the_last(tmp_path):
+    """Live results: the loop rewrites the table after every stage; a run stopped halfway leaves its rows so far."""
+    plan = [Stage('m0', 'source_only'), Stage('k1/m0', 'adaptation', 1, 0), Stage('k1/ssl1', 'pseudo_label', 1, 1),
+            Stage('k1/m1', 'ssl_adaptation', 1, 1)]
+    cfg = Config(dict(val_dataloader=dict(dataset=dict(type='CityscapesDataset'))))
+    state = {'m0': dict(status='done', label='M(0)', metrics={'mIoU': 30.0})}
+    format_results_table(plan, state, cfg, str(tmp_path))
+    md = (tmp_path / 'results.md').read_text()
+    assert md.endswith('\npartial: 1 of 4 stages done\n') and '| M(0) | m0 |' in md
+    assert json.load(open(tmp_path / 'results.json'))['stages_done'] == 1
+    state.update({'k1/m0': dict(status='done', label='M_0(1)', metrics={'mIoU': 35.0}),
+                  'k1/ssl1': dict(status='done', kept_ratio=0.7),
+                  'k1/m1': dict(status='done', label='M_1(1)', metrics={'mIoU': 37.5}, kept_ratio=0.7)})
+    table = format_results_table(plan, state, cfg, str(tmp_path))
+    assert (tmp_path / 'results.md').read_text() == table and 'partial' not in table
+    saved = json.load(open(tmp_path / 'results.json'))
+    assert [r['metrics']['mIoU'] for r in saved['rows']] == [30.0, 35.0, 37.5] and saved['stages_done'] == 4
+    assert sorted(os.listdir(tmp_path)) == ['results.json', 'results.md', 'results.png']  # no temporary files left

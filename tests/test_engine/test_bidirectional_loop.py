@@ -1,6 +1,7 @@
 """Algorithm 1 (BidirectionalLoop): flagship configs build, the toy pipeline runs every stage in order, a run
 killed with SIGKILL inside a stage resumes without retraining anything from scratch, torchrun with 2 CPU
 processes completes, and bad settings fail before any training."""
+import glob
 import json
 import os
 import os.path as osp
@@ -13,6 +14,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 from toy_helpers import ROOT, make_converted_toy
+
+from bdl_mm.apis.run_status import run_status
 
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 STAGES_K1_N1 = ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1']
@@ -128,6 +131,7 @@ def test_toy_pipeline_runs_every_stage_in_order(toy, tmp_path):
     assert [line.split('|')[1].strip() for line in table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
     assert 'M_1(1)' in proc.stdout and 'mIoU16' in proc.stdout
     assert osp.isfile(osp.join(work, 'final_model.pth'))
+    check_concise_console_tensorboard_and_status(proc.stdout, work, state)
     # MMSeg-style tools/test.py evaluates the final BDL checkpoint like any segmentor: same mIoU as M_1(1)
     test = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), config,
                            osp.join(work, 'final_model.pth'), '--work-dir', str(tmp_path / 'test')],
@@ -137,6 +141,39 @@ def test_toy_pipeline_runs_every_stage_in_order(toy, tmp_path):
     # without --resume, a work dir with completed stages is refused
     again = subprocess.run(train_cmd(config, work), capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and 'pass --resume' in again.stderr
+
+
+def check_concise_console_tensorboard_and_status(stdout, work, state):
+    """The console of a toy run (K = N = 1, 2 iterations per M stage, logger interval 1; F logs every 120
+    iterations: its last one), its TensorBoard scalars and tools/status.py after completion."""
+    lines = stdout.splitlines()
+    assert sum('[BDL] stage ' in line and ' -> ' in line for line in lines) == 6  # one line per stage start
+    assert sum('[BDL] stage ' in line and ' done in ' in line for line in lines) == 6  # and end
+    assert [sum(f'[BDL] {s} iter ' in line for line in lines) for s in ('m0', 'k1/translation', 'k1/m0', 'k1/m1')] == [
+        2, 1, 2, 2]
+    assert sum(line.startswith('| M_1(1) |') for line in lines) == 1  # the table, once
+    assert 'System environment' not in stdout and 'Iter(train)' not in stdout and len(lines) < 60, stdout
+    for name in ('m0', 'k1/translation', 'k1/m0', 'k1/m1'):  # the environment, config and mmengine lines: in the files
+        log = ''.join(open(p).read() for p in glob.glob(osp.join(work, name, '*', '*.log')))
+        assert 'System environment' in log and 'Config:' in log and '(train)' in log, name
+        assert len(glob.glob(osp.join(work, name, '*', 'vis_data', 'scalars.json'))) == 1, name  # its own scalars
+    # planned work for tools/status.py: M max_iters; F 1 epoch x ceil(6 images / batch 4); 6 source, 4 target images
+    assert [(d['units'], d['unit']) for d in state['plan_details']] == [
+        (2, 'iter'), (2, 'iter'), (6, 'image'), (2, 'iter'), (4, 'image'), (2, 'iter')]
+    # every stage's scalars in one TensorBoard run, tagged by stage
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(osp.join(work, 'vis_data'))
+    events.Reload()
+    assert [e.step for e in events.Scalars('m0/src.decode.loss_ce')] == [1, 2]
+    assert [e.step for e in events.Scalars('k1/m1/tgt.loss_ssl')] == [1, 2]
+    assert [e.step for e in events.Scalars('k1/translation/loss')] == [state['plan_details'][1]['units']]
+    assert events.Scalars('k1/m1/mIoU')[-1].value == pytest.approx(state['stages']['k1/m1']['metrics']['mIoU'])
+    status = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'status.py'), str(work), '--json'],
+                            capture_output=True, text=True, timeout=60)
+    s = json.loads(status.stdout)
+    assert s['state'] == 'finished' and [st['state'] for st in s['stages']] == ['done'] * 6 and s['eta_s'] == 0
+    assert s['kept_ratios'] == {'k1/ssl1': state['stages']['k1/ssl1']['kept_ratio']}
+    assert s['final_model']['exists'] and s['final_model']['label'] == 'M_1(1)'
 
 
 def test_sigkill_inside_a_stage_then_resume(toy, tmp_path):
@@ -149,8 +186,19 @@ def test_sigkill_inside_a_stage_then_resume(toy, tmp_path):
     while not osp.exists(marker) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert osp.exists(marker), open(tmp_path / 'first.log').read()[-3000:]
+    live = run_status(str(work))  # tools/status.py while the run is going
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert live['state'] == 'running' and live['running']['stage'] == 'k1/m0' and live['running']['alive']
+    assert [s['state'] for s in live['stages']] == ['done'] * 3 + ['running', 'pending', 'pending']
+    progress = live['stages'][3]['progress']
+    assert progress['total'] == 12 and 4 <= progress['done'] <= 12 and progress['last_log_s_ago'] < 60
+    assert 0 < live['eta_s'] < 600 and not live['eta_unmeasured']  # measured: M(0), F and S' done, M_0(1) running
+    killed = run_status(str(work))
+    assert killed['state'] == 'interrupted' and [s['state'] for s in killed['stages']][3] == 'interrupted'
+    # live results: the table so far survives the kill
+    assert open(osp.join(work, 'results.md')).read().endswith('partial: 3 of 6 stages done\n')
+    assert [r['model'] for r in json.load(open(osp.join(work, 'results.json')))['rows']] == ['M(0)']
     done_before = list(read_state(work)['stages'])
     assert done_before == ['m0', 'k1/translation', 'k1/translate']
     mtimes = {n: os.path.getmtime(osp.join(work, n, 'segmentor.pth')) for n in ['m0']}
@@ -161,8 +209,11 @@ def test_sigkill_inside_a_stage_then_resume(toy, tmp_path):
     out = resumed.stdout + resumed.stderr
     for name in done_before:
         assert f'stage {name} already completed: skipped' in out
-    assert 'Auto resumed from the latest checkpoint' in out and 'k1/m0/iter_' in out
-    assert 'resumed epoch: 0, iter: ' in out
+    assert '[BDL] k1/m0 resumed at iter ' in out  # the console; mmengine's lines are in the stage's log file
+    stage_log = ''.join(open(p).read() for p in glob.glob(osp.join(work, 'k1', 'm0', '*', '*.log')))
+    assert 'Auto resumed from the latest checkpoint' in stage_log and 'k1/m0/iter_' in stage_log
+    assert 'resumed epoch: 0, iter: ' in stage_log
+    assert run_status(str(work))['state'] == 'finished'
     assert os.path.getmtime(osp.join(work, 'm0', 'segmentor.pth')) == mtimes['m0']  # M(0) not retrained
 
 
@@ -180,7 +231,8 @@ def test_two_process_torchrun_on_cpu(toy, tmp_path):
     # translation and pseudo labelling were split across the ranks and still cover every image once
     assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == sorted(os.listdir(osp.join(toy, 'gta5/images')))
     assert json.load(open(osp.join(work, 'k1/ssl1', 'summary.json')))['num_images'] == 4
-    assert 'Distributed training: True' in proc.stdout + proc.stderr
+    m0_log = ''.join(open(p).read() for p in glob.glob(osp.join(work, 'm0', '*', '*.log')))  # the console is concise
+    assert 'Distributed training: True' in m0_log
     # checkpoints written by the distributed run load into plain models: no DDP `module.` in the keys
     import torch
     for name in ('k1/m1/final_model.pth', 'k1/translation/final_model.pth', 'final_model.pth'):
@@ -216,3 +268,48 @@ def test_ablations_and_imported_source_only(toy, tmp_path):
     d_keys = [k for k in init if k.startswith('discriminator.')]
     assert d_keys and all(torch.equal(init[k], final[k]) for k in d_keys)
     assert not any(torch.equal(init[k], final[k]) for k in final if k.endswith('conv2d_list.0.weight'))
+
+
+def _stage_logs(work, stage):
+    import glob
+    return ''.join(open(p).read() for p in glob.glob(osp.join(work, stage, '*', '*.log')))
+
+
+@pytest.mark.parametrize('switch', ['perceptual=False', "m_init='previous'", 'use_ssl=False', 'adversarial=False',
+                                    'use_translation=False'])
+def test_each_ablation_switch_builds_and_runs(switch, toy, tmp_path):
+    """Every train_cfg switch of Table 1 / the loop runs a short toy plan on its own and does what it says."""
+    import torch
+    config = write_config(tmp_path / 'cfg.py', toy, loop_options=switch + ',')
+    work = tmp_path / 'work'
+    proc = subprocess.run(train_cmd(config, work), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stages = read_state(work)['stages']
+    assert all(s['status'] == 'done' for s in stages.values())
+    if switch == 'perceptual=False':  # F is MMagic's plain CycleGAN: no perceptual terms, no M
+        assert list(stages) == STAGES_K1_N1
+        f_cfg = Config.fromfile(osp.join(work, 'k1/translation', 'translation_config.py'))
+        assert f_cfg.model.perceptual_loss is None and f_cfg.model.segmentor is None
+        log = _stage_logs(work, 'k1/translation')
+        assert 'loss_gan_g_target' in log and 'loss_per' not in log
+    elif switch == "m_init='previous'":  # M_0(1) starts from M(0), M_1(1) from M_0(1)
+        assert list(stages) == STAGES_K1_N1
+        assert f'Load checkpoint from {work}/m0/final_model.pth' in _stage_logs(work, 'k1/m0')
+        assert f'Load checkpoint from {work}/k1/m0/final_model.pth' in _stage_logs(work, 'k1/m1')
+    elif switch == 'use_ssl=False':
+        assert list(stages) == ['m0', 'k1/translation', 'k1/translate', 'k1/m0']
+        meta = torch.load(osp.join(work, 'final_model.pth'), weights_only=False)['meta']
+        assert meta['stage'] == 'M_0(1)'
+    elif switch == 'adversarial=False':  # D_M never updated; M still learns
+        assert list(stages) == STAGES_K1_N1
+        init = torch.load(osp.join(work, 'init_weights.pth'), weights_only=True)['state_dict']
+        for stage in ('k1/m0', 'k1/m1'):
+            final = torch.load(osp.join(work, stage, 'final_model.pth'), weights_only=True)['state_dict']
+            d_keys = [k for k in init if k.startswith('discriminator.')]
+            assert d_keys and all(torch.equal(init[k], final[k]) for k in d_keys)
+            assert not torch.equal(init['segmentor.decode_head.conv2d_list.0.weight'],
+                                   final['segmentor.decode_head.conv2d_list.0.weight'])
+        assert 'tgt.loss_adv' not in _stage_logs(work, 'k1/m0')
+    else:  # use_translation=False: M trains on the original source
+        assert list(stages) == ['m0', 'k1/m0', 'k1/ssl1', 'k1/m1']
+        assert stages['k1/m0']['translated_dir'] is None and stages['k1/m1']['translated_dir'] is None

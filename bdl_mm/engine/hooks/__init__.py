@@ -1,5 +1,9 @@
 # Copyright (c) bdl_mm contributors.
+from .data_file_error_hook import DataFileErrorHook
+from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .pseudo_label_hook import PseudoLabelHook
 from .stage_metrics_hook import StageMetricsHook
+from .stage_progress_hook import StageProgressHook
 
-__all__ = ['PseudoLabelHook', 'StageMetricsHook']
+__all__ = ['DataFileErrorHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'PseudoLabelHook', 'StageMetricsHook',
+           'StageProgressHook']

@@ -13,13 +13,19 @@ mmengine Runner, work dir, logs and checkpoints::
 
 A completed stage is recorded in ``<work_dir>/bdl_state.json`` (written atomically) and never rerun;
 ``--resume`` continues from the first incomplete stage, inside a training stage from its last checkpoint.
+Before the first stage the run refuses a config changed since it started (``bdl_config.json``,
+``force_resume`` overrides) and scans every data set it will read (``check_data``); every training stage stops at
+a non-finite loss (``non_finite_loss``) and names a file that fails to load (docs/reliability.md).
 Every M run starts from the same initial weights (release practice, ``m_init='initial'``) or, with
 ``m_init='previous'``, from the previous M of the round.
 """
 import copy
+import hashlib
 import json
+import math
 import os
 import os.path as osp
+import socket
 import time
 from typing import Dict, List, Optional
 
@@ -27,8 +33,10 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.dist import barrier, broadcast_object_list, get_dist_info, is_main_process
 from mmengine.runner import BaseLoop, Runner, find_latest_checkpoint, load_checkpoint
-from mmseg.registry import LOOPS, MODELS
+from mmseg.registry import DATASETS, LOOPS, MODELS
 
+from ...apis.config_fingerprint import RunMixError
+from ...apis.run_status import format_duration
 from ...apis.stage_outputs import (
     atomic_write_json,
     export_segmentor_checkpoint,
@@ -36,7 +44,10 @@ from ...apis.stage_outputs import (
     save_model_checkpoint,
     save_sample_sheet,
 )
-from ...utils import cpu_model_wrapper, enable_amp
+from ...models.decode_heads.deeplabv2_head import check_classifier_checkpoint
+from ...utils import apply_global_batch_size, cpu_model_wrapper, enable_amp
+from ...visualization import stage_vis_backends
+from ..runner import CONSOLE, ConciseRunner
 
 # Stage kinds and the config key of their settings in ``train_cfg.stages``.
 STAGE_KINDS = ('source_only', 'translation', 'translate', 'adaptation', 'pseudo_label', 'ssl_adaptation')
@@ -59,6 +70,38 @@ def _resolve_config_path(path: str, config_filename: Optional[str]) -> str:
             return candidate
     raise FileNotFoundError(f'train_cfg.stages.translation.config: no such file: {path} (looked in '
                             f'{", ".join(osp.dirname(c) for c in candidates)})')
+
+
+def _img_suffix(dataset_cfg) -> str:
+    """The image suffix of an MMSeg dataset config: its ``img_suffix``, else its class's default (e.g.
+    ``CityscapesDataset``: ``_leftImg8bit.png``, ``BDD100KDataset``: ``.jpg``), else ``.png``."""
+    import inspect
+    if dataset_cfg.get('img_suffix'):
+        return dataset_cfg['img_suffix']
+    try:
+        cls = DATASETS.get(dataset_cfg.get('type'))
+    except Exception:  # noqa: BLE001 - an unknown type fails where the dataset is built
+        cls = None
+    for klass in getattr(cls, '__mro__', ()):
+        param = inspect.signature(klass.__init__).parameters.get('img_suffix') if '__init__' in vars(klass) else None
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    return '.png'
+
+
+def image_folder(dataset_cfg) -> dict:
+    """Where an MMSeg dataset config reads its images, as F's ``UnpairedTranslationDataset`` domains are written:
+    ``dict(data_root, img_dir=data_prefix.img_path, img_suffix)``."""
+    return dict(data_root=dataset_cfg.get('data_root') or '',
+                img_dir=(dataset_cfg.get('data_prefix') or {}).get('img_path') or '',
+                img_suffix=_img_suffix(dataset_cfg))
+
+
+def _same_folder(a: dict, b: dict) -> bool:
+    def folder(d):
+        return osp.normpath(osp.join(d.get('data_root') or '', d.get('img_dir') or ''))
+
+    return folder(a) == folder(b) and a.get('img_suffix', '.png') == b.get('img_suffix', '.png')
 
 
 class Stage:
@@ -91,7 +134,11 @@ class BidirectionalLoop(BaseLoop):
         stages (dict): settings per stage kind, merged into the stage's derived config:
             ``source_only``/``adaptation``/``ssl_adaptation``: config overrides for M training, at least
             ``train_cfg`` (an mmengine train loop config); ``translation``: ``config`` (path of the F config,
-            relative to the BDL config's folder or absolute) and ``cfg_options``; ``translate``: keyword
+            relative to the BDL config's folder or absolute) and ``cfg_options`` (F reads the image folders of
+            ``train_dataloader.dataset.source/target`` unless ``cfg_options.train_dataloader.dataset.source/target``
+            sets them), or ``type`` (a translation baseline in F's place, no training: ``'FDA'``, ``'Reinhard'``;
+            the other keys are its settings, e.g. ``dict(type='FDA', beta=0.01)``; ``perceptual`` does not apply);
+            ``translate``: keyword
             arguments of :func:`bdl_mm.apis.translate_dataset`; ``pseudo_label``: keyword arguments of
             :func:`bdl_mm.apis.generate_pseudo_labels` (``mode``, ``threshold`` ...).
         use_translation (bool): ablation switch: ``False`` trains M on the original source (no F).
@@ -105,6 +152,18 @@ class BidirectionalLoop(BaseLoop):
         source_only_checkpoint (str, optional): a trained M(0) (BDLSegmentor or plain segmentor
             checkpoint) instead of training it.
         sample_sheets (bool): save a PNG sample sheet per M stage.
+        check_data (str): the preflight scan of every data set the plan reads, before the first stage
+            (:mod:`bdl_mm.apis.preflight`): ``'header'`` (default), ``'full'`` or ``'none'``
+            (``tools/train.py --check-data``).
+        force_resume (bool): continue a run whose config changed since it started (``--force-resume``); by
+            default such a run is refused with the changed keys (:mod:`bdl_mm.apis.config_fingerprint`).
+        non_finite_loss (str | dict): a NaN/inf loss in a training stage: ``'stop'`` (default) stops the stage
+            naming the iteration and the term, ``'skip'`` skips the batch and counts it; or
+            ``dict(action=..., max_skips=...)`` (:class:`~bdl_mm.engine.hooks.NonFiniteLossHook`).
+        verbose_console (bool): ``False`` (default): a concise console (one ``[BDL]`` line per stage start and
+            end, one progress line per log interval; environment, config and mmengine's lines go to each
+            stage's log file only: :class:`~bdl_mm.engine.runner.ConciseRunner`); ``True``
+            (``tools/train.py --verbose``): mmengine's full console for every stage.
     """
 
     def __init__(self,
@@ -119,7 +178,11 @@ class BidirectionalLoop(BaseLoop):
                  adversarial: bool = True,
                  m_init: str = 'initial',
                  source_only_checkpoint: Optional[str] = None,
-                 sample_sheets: bool = True):
+                 sample_sheets: bool = True,
+                 check_data: str = 'header',
+                 force_resume: bool = False,
+                 non_finite_loss='stop',
+                 verbose_console: bool = False):
         # BaseLoop.__init__ would build the outer dataloader; the stages build their own.
         self._runner = runner
         self.dataloader = dataloader
@@ -150,7 +213,24 @@ class BidirectionalLoop(BaseLoop):
         self.m_init = m_init
         self.source_only_checkpoint = source_only_checkpoint
         self.sample_sheets = sample_sheets
+        self.verbose_console = bool(verbose_console)
+        self._running: Optional[dict] = None  # the stage in progress, for tools/status.py
+        self._run_info: dict = {}
+        self._plan_details: Optional[List[dict]] = None
+        from ...apis.preflight import CHECK_MODES
+        if check_data not in CHECK_MODES:
+            raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
+        self.check_data, self.force_resume = check_data, bool(force_resume)
+        self.non_finite_loss = dict(non_finite_loss) if isinstance(non_finite_loss, dict) else dict(
+            action=non_finite_loss)
+        from ..hooks.non_finite_loss_hook import ACTIONS
+        if self.non_finite_loss.get('action', 'stop') not in ACTIONS:
+            raise ValueError(f'train_cfg.non_finite_loss must be one of {ACTIONS} (or dict(action=..., '
+                             f'max_skips=...)), got {non_finite_loss!r}')
         self.work_dir = runner.work_dir
+        if source_only_checkpoint is not None:
+            check_classifier_checkpoint(self.outer_cfg.model, source_only_checkpoint,
+                                        'train_cfg.source_only_checkpoint')
         self.plan = self._make_plan()
         self._iter = 0
         self.state: Dict[str, dict] = {}
@@ -220,22 +300,58 @@ class BidirectionalLoop(BaseLoop):
         cfg.experiment_name = f'{osp.basename(osp.normpath(self.work_dir))}_{stage.name.replace("/", "_")}'
         cfg.launcher = self.outer_cfg.get('launcher', 'none')
 
+    def _m_image_folders(self) -> dict:
+        """``{'source': ..., 'target': ...}``: the image folders of M's UDA training data (:func:`image_folder`), the
+        folders F (or a baseline) learns from by default."""
+        dataset = self.outer_cfg.train_dataloader.dataset
+        return {side: image_folder(dataset[side]) for side in ('source', 'target') if dataset.get(side)}
+
+    def _translation_baseline(self) -> Optional[dict]:
+        """The baseline in F's place, ``train_cfg.stages.translation.type`` with the other keys as its settings
+        (``config`` and ``cfg_options``, F's, are ignored); None without ``type`` (F is trained)."""
+        settings = self.stage_cfgs['translation']
+        if settings.get('type') is None:
+            return None
+        from ...models.translators.translation_baseline import baseline_class, baseline_types
+        if baseline_class(settings['type']) is None:
+            raise ValueError(f'train_cfg.stages.translation.type: unknown translation type {settings["type"]!r}; '
+                             f'known: {", ".join(baseline_types())} (or no type: F, trained from '
+                             'train_cfg.stages.translation.config)')
+        return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
+
     def _translation_cfg(self, stage: Stage, m_checkpoint: Optional[str]) -> Config:
+        """F's config: its file (``stages.translation.config``), reading M's source and target image folders
+        (``train_dataloader.dataset.{source,target}`` of the BDL config, unless ``stages.translation.cfg_options``
+        sets them), with M(k-1) for its perceptual loss. For a baseline (``stages.translation.type``): its settings
+        as ``model`` and the folders it reads as ``train_dataloader.dataset``."""
         settings = copy.deepcopy(self.stage_cfgs['translation'])
+        folders = self._m_image_folders()
+        baseline = self._translation_baseline()
+        if baseline is not None:
+            cfg = Config(dict(model=baseline, train_dataloader=dict(dataset=dict(
+                type='mmagic.UnpairedTranslationDataset', pipeline=[], **folders))))
+            self._set_stage_run(cfg, stage)
+            return cfg
         path = settings.get('config')
         if path is None:
             raise ValueError('train_cfg.stages.translation.config: the F config path is missing')
         path = _resolve_config_path(path, self.outer_cfg.filename)
         cfg = Config.fromfile(path)
+        dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+        if str(dataset.get('type', '')).endswith('UnpairedTranslationDataset'):
+            for side, folder in folders.items():  # M's folders (the file's spelling is kept where it is the same)
+                if not _same_folder(dataset.get(side) or {}, folder):
+                    dataset[side] = folder
         if settings.get('cfg_options'):
             cfg.merge_from_dict(settings.cfg_options.to_dict(), allow_list_keys=True)
         # F's perceptual loss runs the current M (architecture from the BDL config, weights from M(k-1)).
         cfg.model.segmentor = dict(cfg.model.get('segmentor', {}), config=copy.deepcopy(self.outer_cfg.model.segmentor),
                                    checkpoint=m_checkpoint)
-        if not self.perceptual:
-            cfg.model.lambda_per = 0.
-            cfg.model.lambda_per_recon = 0.
+        if not self.perceptual:  # ablation: MMagic's plain CycleGAN (PerceptualCycleGAN needs no M then)
+            cfg.model.perceptual_loss = None
+            cfg.model.segmentor = None
         self._set_stage_run(cfg, stage)
+        apply_global_batch_size(cfg, get_dist_info()[1])
         if cfg.launcher == 'pytorch':
             cpu_model_wrapper(cfg)
         if self._uses_amp():
@@ -256,6 +372,13 @@ class BidirectionalLoop(BaseLoop):
             if kind in ('translate', 'pseudo_label'):
                 continue
             key = f'train_cfg.stages.{kind}'
+            if kind == 'translation' and self._translation_baseline() is not None:  # an unknown type fails here
+                from ...models.translators.translation_baseline import build_baseline
+                try:
+                    build_baseline(self._translation_cfg(Stage('check', kind), None).model)
+                except Exception as e:  # noqa: BLE001 - re-raised with the key that failed
+                    raise ValueError(f'{key}: the translation baseline does not build: {type(e).__name__}: {e}') from e
+                continue
             try:
                 if kind == 'translation':
                     cfg = self._translation_cfg(Stage('check', kind), None)
@@ -283,28 +406,54 @@ class BidirectionalLoop(BaseLoop):
             with open(path) as f:
                 state = json.load(f)
         if state.get('stages') and not self.runner._resume:
-            raise RuntimeError(f'{self.work_dir} holds a BDL run with completed stages '
+            raise RunMixError(f'{self.work_dir} holds a BDL run with completed stages '
                                f'({", ".join(state["stages"])}); pass --resume to continue it or use another '
                                '--work-dir')
         plan_names = [s.name for s in self.plan]
         unknown = [name for name in state.get('stages', {}) if name not in plan_names]
         if unknown:
-            raise RuntimeError(f'{path} records stage {unknown[0]!r} that this config does not plan; the config '
+            raise RunMixError(f'{path} records stage {unknown[0]!r} that this config does not plan; the config '
                                'changed since the run started: use another --work-dir')
         self.state = state.get('stages', {})
 
     def _save_state(self):
         if is_main_process():
-            atomic_write_json(self._state_path(), dict(plan=[s.name for s in self.plan], stages=self.state))
+            atomic_write_json(self._state_path(), dict(plan=[s.name for s in self.plan], stages=self.state,
+                                                       **self._progress_state()))
+        barrier()
+
+    def _check_before_stages(self):
+        """Before anything trains: refuse a config changed since the run started (unless ``force_resume``), scan
+        every data set the plan reads (``check_data``), then record the config's fingerprint."""
+        from ...apis.config_fingerprint import check_config_unchanged, config_fingerprint, record_fingerprint
+        from ...apis.preflight import preflight
+        logger = self.runner.logger
+        fingerprint = config_fingerprint(self)
+        changes = check_config_unchanged(self.work_dir, fingerprint, force=self.force_resume)
+        if changes:
+            logger.warning(f'[BDL] --force-resume: continuing with a config changed since the run started: '
+                           f'{"; ".join(changes)}')
+        preflight(self, self.check_data, logger=logger)
+        if changes is None and self.state:
+            logger.warning(f'[BDL] {self.work_dir} holds no config fingerprint (run started by an older version): '
+                           'recording the current config')
+        if is_main_process() and (changes is None or changes):
+            record_fingerprint(self.work_dir, fingerprint, forced=changes or None)
         barrier()
 
     # ------------------------------------------------------------------ stages
     def _run_child(self, cfg: Config) -> Runner:
         stage_dir = cfg.work_dir
-        cfg.resume = find_latest_checkpoint(stage_dir) is not None if osp.isdir(stage_dir) else False
+        # (mmengine's find_latest_checkpoint prints a line when there is none: look for its file first)
+        cfg.resume = (osp.isfile(osp.join(stage_dir, 'last_checkpoint'))
+                      and find_latest_checkpoint(stage_dir) is not None)
         if cfg.resume:
             cfg.load_from = None  # resume the interrupted stage from its own last checkpoint
-        child = Runner.from_cfg(cfg)
+        # a NaN/inf loss stops the stage (or skips the batch); a file that fails to load is named
+        stage_name = osp.relpath(stage_dir, self.work_dir)
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='NonFiniteLossHook', stage=stage_name, **self.non_finite_loss), dict(type='DataFileErrorHook')]
+        child = self._build_child(cfg)
         child.train()
         return child
 
@@ -344,6 +493,8 @@ class BidirectionalLoop(BaseLoop):
                     metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, **extra)
 
     def _train_f(self, stage: Stage, m_checkpoint: str) -> dict:
+        if self._translation_baseline() is not None:
+            return self._fit_baseline(stage)
         cfg = self._translation_cfg(stage, m_checkpoint)
         config_path = osp.join(cfg.work_dir, 'translation_config.py')
         if is_main_process():
@@ -356,19 +507,59 @@ class BidirectionalLoop(BaseLoop):
         barrier()
         return dict(checkpoint=ckpt, config=config_path, perceptual_m=m_checkpoint)
 
+    def _fit_baseline(self, stage: Stage) -> dict:
+        """A baseline in F's place (``stages.translation.type``): no training; fitted on M's target images (main
+        process) and recorded, atomically, in ``<stage>/translator.json`` (type, settings, fitted state) beside
+        ``translation_config.py``."""
+        from ...datasets.unpaired_translation_dataset import UnpairedTranslationDataset
+        from ...models.translators.translation_baseline import build_baseline
+        cfg = self._translation_cfg(stage, None)
+        record_path = osp.join(cfg.work_dir, 'translator.json')
+        config_path = osp.join(cfg.work_dir, 'translation_config.py')
+        if is_main_process():
+            data = cfg.train_dataloader.dataset
+            targets = [info['path'] for info in UnpairedTranslationDataset(data.source, data.target).data_infos_b]
+            baseline = build_baseline(cfg.model)
+            baseline.fit(targets)
+            os.makedirs(cfg.work_dir, exist_ok=True)
+            cfg.dump(config_path)
+            atomic_write_json(record_path, dict(baseline.to_record(), target_folder=data.target.to_dict(),
+                                                num_target_images=len(targets)))
+        barrier()
+        return dict(translator=record_path, config=config_path, baseline=cfg.model['type'])
+
     def _translate(self, stage: Stage, f_result: dict) -> dict:
         from ...apis import load_translator, translate_dataset
-        source = self.outer_cfg.train_dataloader.dataset.source
-        src_dir = osp.join(source.get('data_root', ''), source.data_prefix.img_path)
+        from ...apis.translate import training_width
+        source = image_folder(self.outer_cfg.train_dataloader.dataset.source)
+        src_dir = osp.join(source['data_root'], source['img_dir'])
         out_dir = self._stage_dir(stage)
         rank, world_size = get_dist_info()
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        translator = load_translator(f_result['config'], f_result['checkpoint'], device=device)
-        settings = dict(img_suffix=source.get('img_suffix', '.png'), progress=is_main_process())
+        settings = dict(img_suffix=source['img_suffix'], progress=is_main_process())
         settings.update(self.stage_cfgs['translate'].to_dict())
+        extra = {}
+        if f_result.get('translator'):  # a baseline: image by image, at the source's resolution
+            from ...models.translators.translation_baseline import baseline_from_record
+            with open(f_result['translator']) as f:
+                record = json.load(f)
+            translator = baseline_from_record(record)
+            what = [record, {k: v for k, v in settings.items() if k != 'progress'}]  # the same on every rank
+            what = json.dumps(what, sort_keys=True, default=str).encode()
+            extra['translator_digest'] = hashlib.sha256(what).hexdigest()
+            for earlier in self.plan:  # S' of an earlier round, made by the same fitted baseline: reused (completed)
+                done = self.state.get(earlier.name) or {}
+                if (earlier.kind == 'translate' and earlier.k < stage.k and done.get('status') == 'done'
+                        and done.get('translator_digest') == extra['translator_digest']):
+                    out_dir, extra['reused_from'] = done['translated_dir'], earlier.name
+                    break
+        else:
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+            translator = load_translator(f_result['config'], f_result['checkpoint'], device=device)
+            if 'scale' not in settings:  # the release translates at F's training scale (pytorch-CycleGAN scale_width)
+                settings.setdefault('scale_width', training_width(f_result['config']))
         counts = translate_dataset(translator, src_dir, out_dir, shard_id=rank, num_shards=world_size, **settings)
         barrier()
-        return dict(translated_dir=osp.abspath(out_dir), counts=counts)
+        return dict(translated_dir=osp.abspath(out_dir), counts=counts, **extra)
 
     def _pseudo_label(self, stage: Stage, m_result: dict) -> dict:
         from ...apis import generate_pseudo_labels
@@ -389,6 +580,7 @@ class BidirectionalLoop(BaseLoop):
     def run(self):
         self.runner.call_hook('before_train')
         self._load_state()
+        self._check_before_stages()  # config unchanged since the run started, preflight data scan
         init_weights = self._initial_weights()
         logger = self.runner.logger
         start = time.time()
@@ -397,15 +589,22 @@ class BidirectionalLoop(BaseLoop):
         translated_dir = None
         f_result = None
         pseudo = None
+        self._run_info = dict(started=start, finished=None)
+        logger.info(f'[BDL] Algorithm 1: {len(self.plan)} stages in {self.work_dir}; full log: '
+                    f'{getattr(logger, "log_file", None)}; status: python tools/status.py {self.work_dir}',
+                    extra=CONSOLE)
         for idx, stage in enumerate(self.plan):
             self._iter = idx
             done = self.state.get(stage.name)
             if done is not None and done.get('status') == 'done':
-                logger.info(f'[BDL] stage {stage.name} already completed: skipped')
+                logger.info(f'[BDL] stage {stage.name} already completed: skipped', extra=CONSOLE)
                 result = done
             else:
-                logger.info(f'[BDL] stage {idx + 1}/{len(self.plan)}: {stage.name} ({stage.kind})')
+                logger.info(f'[BDL] stage {idx + 1}/{len(self.plan)} {stage.name}: {self._describe(stage)} -> '
+                            f'{self._stage_dir(stage)}', extra=CONSOLE)
                 t0 = time.time()
+                self._running = dict(stage=stage.name, started=t0, pid=os.getpid(), host=socket.gethostname())
+                self._save_state()
                 result = self._run_stage(stage, init_weights, prev_m, m_of_round, translated_dir, f_result, pseudo)
                 result.update(status='done', kind=stage.kind, seconds=round(time.time() - t0, 1))
                 if stage.kind in M_STAGES:
@@ -415,7 +614,11 @@ class BidirectionalLoop(BaseLoop):
                 broadcast_object_list(obj)
                 result = obj[0]
                 self.state[stage.name] = result
+                self._running = None
                 self._save_state()
+                if is_main_process():  # live results: the table so far, after every stage
+                    format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir)
+                logger.info(self._end_line(idx, stage, result), extra=CONSOLE)
             if stage.kind in M_STAGES:
                 prev_m = result
                 if stage.kind == 'source_only' or stage.i == (self.N if self.use_ssl else 0):
@@ -435,10 +638,11 @@ class BidirectionalLoop(BaseLoop):
             save_model_checkpoint(self.runner.model, osp.join(self.work_dir, 'final_model.pth'),
                                   meta=dict(stage=final.get('label'), source_checkpoint=final['checkpoint']))
             table = format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir)
-            logger.info('[BDL] results\n' + table)
-            print(table, flush=True)
-        logger.info(f'[BDL] finished {len(self.plan)} stages in {time.time() - start:.0f} s; final model: '
-                    f'{osp.join(self.work_dir, "final_model.pth")}')
+            logger.info('[BDL] results\n' + table, extra=CONSOLE)  # printed once
+        self._run_info['finished'] = time.time()
+        self._save_state()
+        logger.info(f'[BDL] finished {len(self.plan)} stages in {format_duration(time.time() - start)}; final model: '
+                    f'{osp.join(self.work_dir, "final_model.pth")}', extra=CONSOLE)
         self.runner.call_hook('after_train')
         return self.runner.model
 
@@ -470,9 +674,111 @@ class BidirectionalLoop(BaseLoop):
         cfg = self._m_stage_cfg(stage)
         for key in ('train_cfg', 'train_dataloader', 'optim_wrapper', 'param_scheduler'):
             cfg.pop(key, None)
-        child = Runner.from_cfg(cfg)
+        child = self._build_child(cfg)
         # a plain segmentor checkpoint gets the `segmentor.` prefix of BDLSegmentor's keys
         child.load_checkpoint(self.source_only_checkpoint,
                               revise_keys=[(r'^module\.', ''), (r'^(?!segmentor\.|discriminator\.)', 'segmentor.')])
         metrics = child.val()
         return self._finish_m(child, cfg, metrics, imported=self.source_only_checkpoint)
+
+    # ------------------------------------------------------------------ console, status, visualisation
+    def _build_child(self, cfg: Config) -> Runner:
+        """A stage's runner: a concise console unless ``verbose_console`` (then mmengine's), a visualizer of its
+        own, and its vis backends other than ``LocalVisBackend`` (TensorBoard, W&B ...) wrapped in
+        ``StageVisBackend``: all stages write to ``<work_dir>/vis_data``, tagged ``<stage>/<scalar>``."""
+        stage_name = osp.relpath(cfg.work_dir, self.work_dir).replace(os.sep, '/')
+        if cfg.get('visualizer') is not None:
+            vis = copy.deepcopy(cfg.visualizer)
+            # mmengine keys visualizers by name: a fixed name hands every stage the first runner's instance (and
+            # its folder); without one, each runner names its own after its experiment name
+            vis.pop('name', None)
+            vis['vis_backends'] = stage_vis_backends(vis.get('vis_backends'), stage_name, self.work_dir)
+            cfg.visualizer = vis
+        if self.verbose_console:
+            return Runner.from_cfg(cfg)
+        if cfg.get('train_cfg') is not None:
+            cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='StageProgressHook', stage=stage_name)]
+        return ConciseRunner.from_cfg(cfg)
+
+    def _describe(self, stage: Stage) -> str:
+        """What a stage trains or makes, in the paper's notation."""
+        k, i = stage.k, stage.i
+        source = f"S'({k})" if self.use_translation else 'S'
+        if stage.kind == 'source_only':
+            return 'M(0) imported, evaluated' if self.source_only_checkpoint else 'M(0) on S'
+        if stage.kind == 'translation':
+            return f'F({k}), perceptual loss through M({k - 1})' if self.perceptual else f'F({k}), plain CycleGAN'
+        if stage.kind == 'translate':
+            return f"S'({k}) = F({k})(S)"
+        if stage.kind == 'adaptation':
+            return f'M_0({k}) on {source} + T'
+        if stage.kind == 'pseudo_label':
+            return f'pseudo labels of T from M_{i - 1}({k})'
+        return f'M_{i}({k}) on {source} + T + pseudo labels'
+
+    def _end_line(self, idx: int, stage: Stage, result: dict) -> str:
+        line = f'[BDL] stage {idx + 1}/{len(self.plan)} {stage.name} done in {format_duration(result.get("seconds"))}'
+        metrics = result.get('metrics') or {}
+        if 'mIoU' in metrics:
+            line += f': {stage.model_label} mIoU ' + ', '.join(
+                f'{key} {metrics[key]:.1f}' if key != 'mIoU' else f'{metrics[key]:.1f}'
+                for key in ('mIoU', 'mIoU16', 'mIoU13') if key in metrics)
+        if stage.kind == 'pseudo_label' and result.get('kept_ratio') is not None:
+            line += f': kept {100 * result["kept_ratio"]:.1f}% of the target pixels'
+        if stage.kind == 'translate' and isinstance(result.get('counts'), dict):
+            line += f': {result["counts"].get("written", 0)} images translated'
+        return line
+
+    def _progress_state(self) -> dict:
+        """What ``tools/status.py`` reads beside the completed stages (``bdl_state.json``)."""
+        if self._plan_details is None:
+            self._plan_details = [dict(name=s.name, kind=s.kind, label=self._label(s), what=self._describe(s),
+                                       **self._planned_units(s)) for s in self.plan]
+        last_m = [s for s in self.plan if s.kind in M_STAGES][-1]
+        return dict(plan_details=self._plan_details, running=self._running, run=self._run_info,
+                    final_model=dict(path=osp.abspath(osp.join(self.work_dir, 'final_model.pth')), stage=last_m.name,
+                                     label=last_m.model_label))
+
+    @staticmethod
+    def _label(stage: Stage) -> Optional[str]:
+        if stage.kind in M_STAGES:
+            return stage.model_label
+        return f'F({stage.k})' if stage.kind == 'translation' else None
+
+    def _planned_units(self, stage: Stage) -> dict:
+        """Planned work of a stage: iterations (training stages: ``max_iters``, or epochs x dataloader length)
+        or images (translation of S, pseudo labels of T). ``units=None`` where it cannot be known."""
+        unit = 'image' if stage.kind in ('translate', 'pseudo_label') else 'iter'
+        try:
+            if stage.kind == 'source_only' and self.source_only_checkpoint is not None:
+                return dict(units=None, unit=None)
+            if stage.kind in M_STAGES:
+                return dict(units=self._train_iters(self._m_stage_cfg(stage)), unit=unit)
+            if stage.kind == 'translation':
+                return dict(units=self._train_iters(self._translation_cfg(stage, None)), unit=unit)
+            if stage.kind == 'translate':
+                from ...apis import list_images
+                source = self.outer_cfg.train_dataloader.dataset.source
+                suffix = self.stage_cfgs['translate'].get('img_suffix', source.get('img_suffix', '.png'))
+                src_dir = osp.join(source.get('data_root', ''), source.data_prefix.img_path)
+                return dict(units=len(list_images(src_dir, suffix)), unit=unit)
+            target = copy.deepcopy(self.outer_cfg.train_dataloader.dataset.target)
+            target.pipeline = []
+            return dict(units=len(DATASETS.build(target)), unit=unit)
+        except Exception as e:  # noqa: BLE001 - the status then has no ETA for this stage; training goes on
+            self.runner.logger.info(f'[BDL] planned work of {stage.name} unknown ({type(e).__name__}: {e})')
+            return dict(units=None, unit=unit)
+
+    @staticmethod
+    def _train_iters(cfg: Config) -> Optional[int]:
+        loop = cfg.get('train_cfg') or {}
+        if loop.get('max_iters') is not None:
+            return int(loop['max_iters'])
+        if loop.get('max_epochs') is None:
+            return None
+        loader = cfg.train_dataloader
+        world_size = get_dist_info()[1]
+        per_rank = math.ceil(len(DATASETS.build(copy.deepcopy(loader.dataset))) / world_size)
+        batch = int(loader.get('batch_size', 1))
+        per_epoch = per_rank // batch if loader.get('drop_last', False) else math.ceil(per_rank / batch)
+        return int(loop['max_epochs']) * per_epoch

@@ -1,4 +1,10 @@
 # Copyright (c) bdl_mm contributors.
+from .colour_transfer import ReinhardColourTransfer
+from .fda_translator import FDATranslator
 from .perceptual_cycle_gan import PerceptualCycleGAN, build_frozen_segmentor
+from .translation_baseline import TranslationBaseline, baseline_from_record, baseline_types, build_baseline
 
-__all__ = ['PerceptualCycleGAN', 'build_frozen_segmentor']
+__all__ = [
+    'PerceptualCycleGAN', 'build_frozen_segmentor', 'TranslationBaseline', 'FDATranslator', 'ReinhardColourTransfer',
+    'baseline_types', 'build_baseline', 'baseline_from_record'
+]

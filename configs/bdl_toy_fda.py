@@ -1,0 +1,10 @@
+# Algorithm 1 on the toy data (configs/bdl_toy.py) with FDA (Yang & Soatto, CVPR 2020) in F's place: a translation
+# baseline, no training. The translation stage records FDA's settings and the target images it draws from
+# (k{k}/translation/translator.json); the translate stage gives each source image the low-frequency amplitude of a
+# target image drawn by a seeded hash of its path. Beta: 0.01 here; the paper also uses 0.05 and 0.09
+#   python tools/train.py configs/bdl_toy_fda.py --cfg-options train_cfg.stages.translation.beta=0.05
+# Another baseline: train_cfg.stages.translation.type=Reinhard (colour statistics of the target set).
+_base_ = ['./bdl_toy.py']
+# K = 1: a baseline does not depend on M, and every M run starts from the same initial weights (m_init='initial'),
+# so a second round would repeat the first exactly (same S', same seeds: measured bitwise on the toy data).
+train_cfg = dict(K=1, stages=dict(translation=dict(_delete_=True, type='FDA', beta=0.01)))

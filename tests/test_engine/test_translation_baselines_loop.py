@@ -1,0 +1,194 @@
+"""Translation baselines in Algorithm 1 (``train_cfg.stages.translation.type``) and one data root per dataset: the
+translation stage (F or a baseline) reads M's source and target folders. A toy FDA plan runs end to end, an unknown
+type fails before training naming the key, FDA's translated source is reused by later rounds, and the flagship and
+toy configs train F on the same folders as before."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.config import Config, ConfigDict
+from mmengine.runner import Runner
+from toy_helpers import ROOT, make_converted_toy
+
+from bdl_mm.engine.loops.bidirectional_loop import BidirectionalLoop, Stage
+from bdl_mm.models.translators import FDATranslator
+
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
+STAGES_K1_N1 = ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1']
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    return make_converted_toy(tmp_path_factory.mktemp('bdl_toy_fda'), num_source=6, num_target_train=4,
+                              num_target_val=2)
+
+
+def write_config(path, toy_root, base='bdl_toy_fda.py', K=1, extra=''):
+    """A toy config on the test's data: each data root is written once (M's datasets), K rounds, N = 1."""
+    src, tgt = osp.join(toy_root, 'gta5/'), osp.join(toy_root, 'cityscapes/')
+    path.write_text(f'''
+_base_ = [{osp.join(ROOT, 'configs', base)!r}]
+train_dataloader = dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r})))
+val_dataloader = dict(dataset=dict(data_root={tgt!r}))
+test_dataloader = val_dataloader
+fast = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
+default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
+train_cfg = dict(K={K}, N=1, stages=dict(source_only=dict(train_cfg=fast), adaptation=dict(train_cfg=fast),
+                                       ssl_adaptation=dict(train_cfg=fast)))
+{extra}
+''')
+    return str(path)
+
+
+def build_loop(config, work_dir, *options):
+    cfg = Config.fromfile(config)
+    for option in options:
+        cfg.merge_from_dict(option)
+    cfg.work_dir = str(work_dir)
+    runner = Runner.from_cfg(cfg)
+    return runner.build_train_loop(cfg.train_cfg)
+
+
+def test_toy_fda_plan_runs_every_stage(toy, tmp_path):
+    config = write_config(tmp_path / 'cfg.py', toy)
+    work = tmp_path / 'work'
+    proc = subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(work)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(osp.join(work, 'bdl_state.json')) as f:
+        state = json.load(f)
+    assert state['plan'] == STAGES_K1_N1 and list(state['stages']) == STAGES_K1_N1
+    assert all(s['status'] == 'done' for s in state['stages'].values())
+    # the translation stage trained nothing: it recorded FDA's settings and the target images (M's target folder)
+    record_path = osp.join(work, 'k1/translation', 'translator.json')
+    assert state['stages']['k1/translation']['translator'] == record_path
+    assert not [n for n in os.listdir(osp.join(work, 'k1/translation')) if n.endswith('.pth')]
+    with open(record_path) as f:
+        record = json.load(f)
+    assert record['type'] == 'FDATranslator' and record['settings']['beta'] == 0.01
+    target_dir = osp.join(toy, 'cityscapes', 'leftImg8bit', 'train')
+    expected = sorted(osp.join(d, n) for d, _, files in os.walk(target_dir) for n in files
+                      if n.endswith('_leftImg8bit.png'))
+    assert len(expected) == 4 and record['state']['target_paths'] == expected
+    # S'(1): every source image, by its name, each exactly FDA of the source with the target drawn for it
+    src_dir = osp.join(toy, 'gta5', 'images')
+    names = sorted(os.listdir(src_dir))
+    assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == names
+    fda = FDATranslator(beta=0.01)
+    fda.fit(expected)
+    for name in names[:2]:
+        out = cv2.imread(osp.join(work, 'k1/translate', name))
+        np.testing.assert_array_equal(out, fda.translate(cv2.imread(osp.join(src_dir, name)), name))
+    assert state['stages']['k1/m1']['translated_dir'] == osp.join(work, 'k1/translate')
+    table = open(osp.join(work, 'results.md')).read()
+    assert [line.split('|')[1].strip() for line in table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
+    for name in ('m0', 'k1/m0', 'k1/m1'):
+        assert 0 <= state['stages'][name]['metrics']['mIoU'] <= 100
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(train_cfg=dict(stages=dict(translation=dict(type='CycleGANish')))),
+     r"^train_cfg\.stages\.translation\.type: unknown translation type 'CycleGANish'; known: FDA, FDATranslator, "
+     r'Reinhard, ReinhardColourTransfer'),
+    (dict(train_cfg=dict(stages=dict(translation=dict(beta=0.7)))),
+     r'^train_cfg\.stages\.translation: the translation baseline does not build: ValueError: FDA: beta must be'),
+])
+def test_bad_translation_settings_fail_before_training(options, message, toy, tmp_path):
+    config = write_config(tmp_path / 'cfg.py', toy)
+    with pytest.raises(ValueError, match=message) as info:
+        build_loop(config, tmp_path / 'work', options)
+    assert '\n' not in str(info.value)  # one line
+    assert not osp.exists(osp.join(tmp_path, 'work', 'm0'))
+
+
+def test_fda_translation_reused_by_later_rounds(toy, tmp_path):
+    """FDA does not depend on M: S'(2) is S'(1) (checked complete, not rewritten)."""
+    loop = build_loop(write_config(tmp_path / 'cfg.py', toy, K=2), tmp_path / 'work')
+    assert [s.name for s in loop.plan if s.kind == 'translate'] == ['k1/translate', 'k2/translate']
+    f1 = loop._train_f(Stage('k1/translation', 'translation', 1), None)
+    first = loop._translate(Stage('k1/translate', 'translate', 1), f1)
+    assert first['counts']['written'] == 6 and 'reused_from' not in first
+    loop.state['k1/translate'] = dict(first, status='done')
+    f2 = loop._train_f(Stage('k2/translation', 'translation', 2), None)
+    second = loop._translate(Stage('k2/translate', 'translate', 2), f2)
+    assert second['reused_from'] == 'k1/translate' and second['translated_dir'] == first['translated_dir']
+    assert (second['counts']['written'], second['counts']['existing']) == (0, 6)
+    # another beta is another translation
+    loop.stage_cfgs['translation'] = ConfigDict(type='FDA', beta=0.05)
+    f3 = loop._train_f(Stage('k2/translation', 'translation', 2), None)
+    third = loop._translate(Stage('k2/translate', 'translate', 2), f3)
+    assert 'reused_from' not in third and third['counts']['written'] == 6
+    assert third['translated_dir'] == osp.join(tmp_path, 'work', 'k2/translate')
+
+
+# F's folders before part 5 of issue 11 (then written in the translation configs and in each pair's cfg_options)
+PREVIOUS_F_FOLDERS = {
+    'bdl_gta5': ('data/gta5/images', '.png', 'data/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+    'bdl_gta5_vgg16': ('data/gta5/images', '.png', 'data/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+    'bdl_synthia': ('data/synthia/RGB', '.png', 'data/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+    'bdl_synthia_vgg16': ('data/synthia/RGB', '.png', 'data/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+    'bdl_gta5_to_bdd100k': ('data/gta5/images', '.png', 'data/bdd100k/images/10k/train', '.jpg'),
+    'bdl_toy': ('data/toy/gta5/images', '.png', 'data/toy/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+    'bdl_toy_fda': ('data/toy/gta5/images', '.png', 'data/toy/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+    'bdl_gta5_fda': ('data/gta5/images', '.png', 'data/cityscapes/leftImg8bit/train', '_leftImg8bit.png'),
+}
+
+
+def light_loop(cfg):
+    """The loop's config derivation without a runner (no model is built)."""
+    loop = BidirectionalLoop.__new__(BidirectionalLoop)
+    loop._runner = SimpleNamespace(cfg=cfg)
+    loop.work_dir = '/tmp/unused'
+    loop.stage_cfgs = {'translation': ConfigDict(cfg.train_cfg.stages.get('translation', {}))}
+    loop.perceptual = True
+    return loop
+
+
+def f_folders(cfg):
+    dataset = light_loop(cfg)._translation_cfg(Stage('k1/translation', 'translation', 1), None).train_dataloader.dataset
+    out = ()
+    for side in ('source', 'target'):
+        d = dataset[side]
+        out += (osp.normpath(osp.join(d['data_root'], d.get('img_dir', ''))), d.get('img_suffix', '.png'))
+    return out
+
+
+@pytest.mark.parametrize('name', sorted(PREVIOUS_F_FOLDERS))
+def test_f_reads_the_same_folders_as_before(name):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', f'{name}.py'))
+    assert f_folders(cfg) == PREVIOUS_F_FOLDERS[name]
+
+
+def test_one_data_root_per_dataset(tmp_path):
+    """Moving the data by inheritance (M's roots only) moves F's and the baselines' folders; an explicit
+    cfg_options folder still wins for its side."""
+    path = tmp_path / 'moved.py'
+    path.write_text(f'''
+_base_ = [{osp.join(ROOT, 'configs', 'bdl_gta5.py')!r}]
+train_dataloader = dict(dataset=dict(source=dict(data_root='/mnt/x/gta5/'),
+                                     target=dict(data_root='/mnt/y/cs/', data_prefix=dict(img_path='imgs'))))
+''')
+    cfg = Config.fromfile(str(path))
+    assert f_folders(cfg) == ('/mnt/x/gta5/images', '.png', '/mnt/y/cs/imgs', '_leftImg8bit.png')
+    cfg.merge_from_dict({'train_cfg.stages.translation.cfg_options': dict(
+        train_dataloader=dict(dataset=dict(target=dict(data_root='/elsewhere', img_dir='t'))))})
+    assert f_folders(cfg) == ('/mnt/x/gta5/images', '.png', '/elsewhere/t', '_leftImg8bit.png')
+    cfg.merge_from_dict({'train_cfg.stages.translation.type': 'Reinhard'})  # a baseline: always M's folders
+    assert f_folders(cfg) == ('/mnt/x/gta5/images', '.png', '/mnt/y/cs/imgs', '_leftImg8bit.png')
+    f_cfg = light_loop(cfg)._translation_cfg(Stage('k1/translation', 'translation', 1), None)
+    assert f_cfg.model == dict(type='Reinhard')  # F's config file and cfg_options do not apply to a baseline
+
+
+def test_gta5_fda_builds(tmp_path):
+    loop = build_loop(osp.join(ROOT, 'configs', 'bdl_gta5_fda.py'), tmp_path)  # builds every M stage, full size
+    assert [s.name for s in loop.plan] == ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1',
+                                           'k1/ssl2', 'k1/m2']  # K = 1: a second round would repeat the first
+    f_cfg = loop._translation_cfg(loop.plan[1], None)
+    assert f_cfg.model == dict(type='FDA', beta=0.01)
+    assert not osp.exists(osp.join(tmp_path, 'm0'))

@@ -1,0 +1,45 @@
+"""Where an Algorithm-1 run stands: ``python tools/status.py WORK_DIR [--json]``.
+
+Usable at any time, from another shell or another machine that sees the work dir: it reads only files that the
+run writes (``bdl_state.json``, the stages' mmengine scalars and logs) and needs only the Python standard
+library (``bdl_mm/apis/run_status.py`` is loaded by path, without importing torch or OpenMMLab). It reports the
+plan with each stage's state (done, running, interrupted, pending), each done stage's duration and mIoU, the
+running stage's progress and the time since its last log line, the ETA of the whole run, the pseudo-label kept
+ratios and where the final model will be. ``--json`` prints the same, machine-readable.
+"""
+import argparse
+import importlib.util
+import json
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _run_status_module():
+    spec = importlib.util.spec_from_file_location('bdl_run_status', osp.join(ROOT, 'bdl_mm', 'apis', 'run_status.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Report where a BDL (Algorithm 1) run stands')
+    parser.add_argument('work_dir', help='the work dir of the run (tools/train.py --work-dir)')
+    parser.add_argument('--json', action='store_true', help='print the status as JSON')
+    args = parser.parse_args(argv)
+    rs = _run_status_module()
+    try:
+        status = rs.run_status(args.work_dir)
+    except rs.StatusError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(status, indent=2) if args.json else rs.format_status(status), flush=True)
+    except BrokenPipeError:  # `tools/status.py WORK_DIR | head`
+        sys.stdout = None
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
