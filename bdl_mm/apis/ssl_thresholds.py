@@ -69,35 +69,30 @@ def accumulate_histogram(hist: np.ndarray, label: np.ndarray, conf_q: np.ndarray
     return hist
 
 
-def median_from_histogram(hist: np.ndarray) -> np.ndarray:
-    """Per-class median confidence from a ``(C, L)`` histogram, ``numpy.median`` definition; ``nan`` if empty."""
+def _order_statistics(hist: np.ndarray, index) -> np.ndarray:
+    """Per class, the mean of the quantised values of the samples at the 0-based sorted positions ``index(n)``
+    (a tuple of positions, n = the class's count); ``nan`` for an empty class."""
     values = dequantize_confidence(np.arange(hist.shape[1]))
-    medians = np.full(hist.shape[0], np.nan)
+    out = np.full(hist.shape[0], np.nan)
     for c, row in enumerate(hist):
         n = int(row.sum())
-        if n == 0:
-            continue
-        cum = np.cumsum(row)
-        # value of the k-th smallest sample (0-based) = first bin whose cumulative count exceeds k
-        lo = values[np.searchsorted(cum, (n - 1) // 2 + 1)]
-        hi = values[np.searchsorted(cum, n // 2 + 1)]
-        medians[c] = (lo + hi) / 2
-    return medians
+        if n:
+            cum = np.cumsum(row)
+            # value of the k-th smallest sample = first bin whose cumulative count exceeds k
+            out[c] = np.mean([values[np.searchsorted(cum, k + 1)] for k in index(n)])
+    return out
+
+
+def median_from_histogram(hist: np.ndarray) -> np.ndarray:
+    """Per-class median confidence from a ``(C, L)`` histogram, ``numpy.median`` definition; ``nan`` if empty."""
+    return _order_statistics(hist, lambda n: ((n - 1) // 2, n // 2))
 
 
 def release_median_from_histogram(hist: np.ndarray) -> np.ndarray:
     """Per-class "median" as the release's ``SSL.py`` takes it: ``np.sort(x)[np.int(np.round(len(x) * 0.5))]``,
     the sample at index ``round(n / 2)`` (numpy rounds half to even: n = 3 gives index 2, the largest of three);
     ``nan`` if empty."""
-    values = dequantize_confidence(np.arange(hist.shape[1]))
-    medians = np.full(hist.shape[0], np.nan)
-    for c, row in enumerate(hist):
-        n = int(row.sum())
-        if n == 0:
-            continue
-        k = int(np.round(n * 0.5))
-        medians[c] = values[np.searchsorted(np.cumsum(row), k + 1)]
-    return medians
+    return _order_statistics(hist, lambda n: (int(np.round(n * 0.5)), ))
 
 
 MEDIANS = dict(release=release_median_from_histogram, numpy=median_from_histogram)

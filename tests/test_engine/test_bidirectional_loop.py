@@ -13,7 +13,7 @@ import time
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
-from toy_helpers import ROOT, make_converted_toy
+from toy_helpers import ROOT, make_converted_toy, write_bdl_config
 
 from bdl_mm.apis.run_status import run_status
 
@@ -27,25 +27,7 @@ def toy(tmp_path_factory):
                               num_target_val=2)
 
 
-def write_config(path, toy_root, m_iters=2, ckpt_interval=1, loop_options=''):
-    """configs/bdl_toy.py on the test's toy data, K = N = 1, a few iterations per stage."""
-    src, tgt = osp.join(toy_root, 'gta5/'), osp.join(toy_root, 'cityscapes/')
-    path.write_text(f'''
-_base_ = [{osp.join(ROOT, 'configs', 'bdl_toy.py')!r}]
-train_dataloader = dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r})))
-val_dataloader = dict(dataset=dict(data_root={tgt!r}))
-test_dataloader = val_dataloader
-fast = dict(type='IterBasedTrainLoop', max_iters={m_iters}, val_interval={m_iters})
-default_hooks = dict(checkpoint=dict(interval={ckpt_interval}), logger=dict(interval=1))
-train_cfg = dict(
-    K=1, N=1, {loop_options}
-    stages=dict(
-        source_only=dict(train_cfg=fast), adaptation=dict(train_cfg=fast), ssl_adaptation=dict(train_cfg=fast),
-        translation=dict(cfg_options=dict(
-            train_dataloader=dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r}))),
-            train_cfg=dict(max_epochs=1)))))
-''')
-    return str(path)
+write_config = write_bdl_config  # configs/bdl_toy.py on the test's toy data, K = N = 1, a few iterations
 
 
 def train_cmd(config, work_dir, *args):
