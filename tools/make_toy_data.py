@@ -22,7 +22,17 @@ pixels carry Cityscapes ids without a trainId (0 unlabeled, 1 ego vehicle, 4 sta
 is exercised, and ``--num-size-mismatch`` source labels are written at a different size than their image, as in
 the real GTA5 data.
 
-Usage: ``python tools/make_toy_data.py OUT_DIR [--seed 0]`` (a few seconds).
+Shift families (``--shift NAME``, issue "does the procedure help on shifts it was not tuned on"): the source is
+always the same; the target differs from it by one kind of shift (:data:`SHIFTS`):
+
+- ``toy`` (default, ``data/toy``): palette, textures, side illumination, sensor noise and gamma together;
+- ``colour``: colour and illumination alone (another camera's palette, a white-balance cast, brighter);
+- ``sensor``: the camera alone (noise, blur, vignette, gamma), the source's palette and look otherwise;
+- ``texture``: texture alone (facade windows, leaves, road grain, striped sidewalks and terrain, car panels);
+- ``layout``: the scene layout alone (a lower horizon, bigger and more cars, fewer people and poles), the source's
+  appearance.
+
+Usage: ``python tools/make_toy_data.py OUT_DIR [--seed 0] [--shift toy]`` (a few seconds).
 """
 import argparse
 import os
@@ -58,11 +68,38 @@ PALETTE = {
 
 CITIES = {'train': ('toyburg', 'mockheim'), 'val': ('valtown', )}
 
+# Another camera for the `colour` family: cool, desaturated, bright
+COLOUR_CAMERA = {
+    ROAD: (150, 120, 90), SIDEWALK: (210, 190, 160), BUILDING: (170, 140, 120), FENCE: (170, 170, 140),
+    POLE: (90, 80, 70), LIGHT: (120, 200, 230), SIGN: (90, 200, 170), VEGETATION: (120, 170, 90),
+    TERRAIN: (150, 200, 170), SKY: (250, 220, 190), PERSON: (150, 90, 170), CAR: (200, 110, 90),
+    UNLABELED: (10, 10, 10), EGO: (40, 40, 40), STATIC: (150, 150, 120)}
+PALETTE['colour'] = {c: tuple(round(0.4 * s + 0.6 * t) for s, t in zip(SOURCE_COLOURS[c], COLOUR_CAMERA[c]))
+                     for c in SOURCE_COLOURS}
 
-def draw_layout(rng, h, w):
-    """Draw one street-scene label map with Cityscapes label ids (uint8, shape (h, w))."""
+# The layout of the scenes (draw_layout): horizon height (fraction of the image height), counts and sizes of
+# objects. DEFAULT_LAYOUT is the layout of every family but `layout`.
+DEFAULT_LAYOUT = dict(horizon=(0.38, 0.5), trees=(1, 4), fence=0.7, poles=(1, 4), cars=(1, 4), car_scale=1.0,
+                      people=(1, 4), person_scale=1.0)
+# The target look of each family (render): palette, textures (facade windows, leaves, road grain; `stripes`: also
+# striped sidewalks/terrain and car panels), shading ('vertical': the source's soft shading, 'side': a strong
+# illumination gradient), white balance (B, G, R gains), noise and blur (sigma), vignette strength, gamma, layout.
+SHIFTS = {
+    'toy': dict(palette='target', texture=True, shading='side', noise=10.0, gamma=0.8),
+    'colour': dict(palette='colour', shading='vertical', white_balance=(1.15, 1.0, 0.8), noise=3.0, gamma=0.85),
+    'sensor': dict(palette='source', shading='vertical', noise=18.0, blur=1.2, vignette=0.6, gamma=0.6),
+    'texture': dict(palette='source', texture=True, stripes=True, shading='vertical', noise=3.0),
+    'layout': dict(palette='source', shading='vertical', noise=3.0,
+                   layout=dict(horizon=(0.55, 0.65), cars=(3, 6), car_scale=1.5, people=(0, 2), poles=(0, 2))),
+}
+
+
+def draw_layout(rng, h, w, layout=None):
+    """Draw one street-scene label map with Cityscapes label ids (uint8, shape (h, w)); ``layout`` overrides
+    :data:`DEFAULT_LAYOUT`."""
+    lay = dict(DEFAULT_LAYOUT, **(layout or {}))
     lab = np.full((h, w), SKY, np.uint8)
-    horizon = int(h * rng.uniform(0.38, 0.5))
+    horizon = int(h * rng.uniform(*lay['horizon']))
     vx = int(w * rng.uniform(0.4, 0.6))  # vanishing point
     # buildings along the horizon
     x = 0
@@ -80,16 +117,16 @@ def draw_layout(rng, h, w):
     road = np.array([[vx - 1, horizon], [vx + 1, horizon], [vx + road_half, h], [vx - road_half, h]], np.int32)
     cv2.fillPoly(lab, [road], ROAD)
     # vegetation: trees (crowns) and bushes
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(*lay['trees'])):
         cx, cy = int(rng.uniform(0, w)), int(horizon - h * rng.uniform(0.0, 0.2))
         cv2.ellipse(lab, (cx, cy), (int(w * rng.uniform(0.04, 0.1)), int(h * rng.uniform(0.06, 0.14))), 0, 0, 360,
                     VEGETATION, -1)
-    if rng.random() < 0.7:
+    if rng.random() < lay['fence']:
         fy = horizon + int(h * 0.03)
         fx = int(rng.uniform(0, w * 0.6))
         lab[fy - int(h * 0.05):fy, fx:fx + int(w * rng.uniform(0.15, 0.35))] = FENCE
     # poles with signs / lights
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(*lay['poles'])):
         px = int(rng.uniform(0.05, 0.95) * w)
         base = int(horizon + (h - horizon) * rng.uniform(0.1, 0.5))
         top = int(horizon - h * rng.uniform(0.15, 0.3))
@@ -98,20 +135,20 @@ def draw_layout(rng, h, w):
         s = max(3, int(pw * 2.5))
         lab[top:top + s, px - s // 2:px + pw + s // 2] = SIGN if rng.random() < 0.6 else LIGHT
     # cars on the road and people on the sidewalk (scaled with their distance from the horizon)
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(*lay['cars'])):
         t = rng.uniform(0.25, 0.9)
         cy = int(horizon + (h - horizon) * t)
         half = road_half * t
         cx = int(vx + rng.uniform(-0.7, 0.7) * half)
-        cw, ch = int(w * 0.2 * t) + 4, int(h * 0.14 * t) + 3
+        cw, ch = int(w * 0.2 * t * lay['car_scale']) + 4, int(h * 0.14 * t * lay['car_scale']) + 3
         cv2.rectangle(lab, (cx - cw // 2, cy - ch), (cx + cw // 2, cy), CAR, -1)
         cv2.rectangle(lab, (cx - cw // 3, cy - ch - ch // 2), (cx + cw // 3, cy - ch), CAR, -1)
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(*lay['people'])):
         t = rng.uniform(0.2, 0.9)
         cy = int(horizon + (h - horizon) * t)
         side = 1 if rng.random() < 0.5 else -1
         cx = int(vx + side * (road_half + (sw_half - road_half) * rng.uniform(0.2, 0.8)) * t)
-        ph = int(h * 0.3 * t) + 4
+        ph = int(h * 0.3 * t * lay['person_scale']) + 4
         cv2.ellipse(lab, (cx, cy - ph // 2), (max(2, ph // 6), ph // 2), 0, 0, 360, PERSON, -1)
     # ids without a trainId: a static object, an unlabeled border, the ego vehicle bonnet
     if rng.random() < 0.5:
@@ -122,31 +159,43 @@ def draw_layout(rng, h, w):
     return lab
 
 
-def render(lab, domain, rng):
-    """Render a BGR uint8 image of a label map in the appearance of ``domain``."""
+def render(lab, domain, rng, shift='toy'):
+    """Render a BGR uint8 image of a label map: ``domain='source'`` in the source's look, else in the target look of
+    the shift family ``shift`` (:data:`SHIFTS`)."""
     h, w = lab.shape
+    look = dict(palette='source', shading='vertical', noise=3.0) if domain == 'source' else SHIFTS[shift]
     img = np.zeros((h, w, 3), np.float32)
-    for cid, colour in PALETTE[domain].items():
+    for cid, colour in PALETTE[look['palette']].items():
         jitter = rng.normal(0, 8, 3)
         img[lab == cid] = np.asarray(colour, np.float32) + jitter
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    if domain == 'source':
-        # smooth, rendered look: soft vertical shading and little noise
-        img *= (1.05 - 0.15 * yy / h)[..., None]
-        img += rng.normal(0, 3, img.shape)
-    else:
-        # real-camera look: facade and vegetation texture, side illumination, sensor noise, gamma
+    if look.get('texture'):  # facade windows, leaf texture, road grain
         windows = ((np.floor(xx / 6) % 2 == 0) & (np.floor(yy / 8) % 2 == 0))
         img[(lab == BUILDING) & windows] *= 0.6
         leaves = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
         img[lab == VEGETATION] += 40 * leaves[lab == VEGETATION][:, None]
         road_tex = rng.normal(0, 12, (h, w)).astype(np.float32)
         img[lab == ROAD] += road_tex[lab == ROAD][:, None]
+    if look.get('stripes'):  # striped sidewalks and terrain, panelled cars
+        img[(lab == SIDEWALK) & (np.floor((xx + yy) / 5) % 2 == 0)] *= 0.7
+        img[(lab == TERRAIN) & (np.floor(yy / 3) % 2 == 0)] *= 0.75
+        img[(lab == CAR) & (np.floor(xx / 4) % 3 == 0)] *= 1.4
+    if look['shading'] == 'vertical':  # smooth, rendered look: soft vertical shading
+        img *= (1.05 - 0.15 * yy / h)[..., None]
+    else:  # a strong side illumination
         direction = 1 if rng.random() < 0.5 else -1
         light = 0.65 + 0.5 * (xx / w if direction > 0 else 1 - xx / w)
         img *= light[..., None]
-        img += rng.normal(0, 10, img.shape)
-        img = 255 * (np.clip(img, 0, 255) / 255) ** 0.8
+    if look.get('white_balance'):
+        img *= np.asarray(look['white_balance'], np.float32)
+    if look.get('blur'):
+        img = cv2.GaussianBlur(img, (0, 0), look['blur'])
+    if look.get('vignette'):
+        r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+        img *= (1 - look['vignette'] * r2 / 2)[..., None]
+    img += rng.normal(0, look['noise'], img.shape)
+    if look.get('gamma'):
+        img = 255 * (np.clip(img, 0, 255) / 255) ** look['gamma']
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -184,15 +233,16 @@ def make_source(out_dir, num, size, seed, num_size_mismatch):
         write_palette_png(osp.join(root, 'labels', name), lab)
 
 
-def make_target(out_dir, num_train, num_val, size, seed):
+def make_target(out_dir, num_train, num_val, size, seed, shift='toy'):
     w, h = size
+    layout = SHIFTS[shift].get('layout')
     root = osp.join(out_dir, 'cityscapes')
     for split, num in (('train', num_train), ('val', num_val)):
         cities = CITIES[split]
         for i in range(num):
             rng = np.random.default_rng([seed, 1 if split == 'train' else 2, i])
-            lab = draw_layout(rng, h, w)
-            img = render(lab, 'target', rng)
+            lab = draw_layout(rng, h, w, layout)
+            img = render(lab, 'target', rng, shift)
             city = cities[i % len(cities)]
             stem = f'{city}_000000_{i:06d}'
             write_png(osp.join(root, 'leftImg8bit', split, city, f'{stem}_leftImg8bit.png'), img)
@@ -200,10 +250,13 @@ def make_target(out_dir, num_train, num_val, size, seed):
 
 
 def make_toy_data(out_dir, seed=0, num_source=48, num_target_train=48, num_target_val=8, source_size=(320, 176),
-                  target_size=(512, 256), num_size_mismatch=1):
-    """Write the toy source/target pair under ``out_dir`` (sizes are (width, height))."""
+                  target_size=(512, 256), num_size_mismatch=1, shift='toy'):
+    """Write the toy source/target pair under ``out_dir`` (sizes are (width, height)); ``shift``: the target's
+    shift family (:data:`SHIFTS`)."""
+    if shift not in SHIFTS:
+        raise ValueError(f'--shift: unknown shift family {shift!r}; known: {", ".join(SHIFTS)}')
     make_source(out_dir, num_source, source_size, seed, num_size_mismatch)
-    make_target(out_dir, num_target_train, num_target_val, target_size, seed)
+    make_target(out_dir, num_target_train, num_target_val, target_size, seed, shift)
 
 
 def parse_args():
@@ -215,6 +268,9 @@ def parse_args():
     parser.add_argument('--num-target-val', type=int, default=8)
     parser.add_argument('--source-size', type=int, nargs=2, default=(320, 176), metavar=('W', 'H'))
     parser.add_argument('--target-size', type=int, nargs=2, default=(512, 256), metavar=('W', 'H'))
+    parser.add_argument('--shift', default='toy', choices=sorted(SHIFTS),
+                        help='the target\'s shift family (the source is the same for all): toy (default, data/toy), '
+                        'colour, sensor, texture or layout')
     parser.add_argument('--num-size-mismatch', type=int, default=1,
                         help='number of source labels written at a size different from their image')
     return parser.parse_args()
@@ -223,8 +279,8 @@ def parse_args():
 def main():
     args = parse_args()
     make_toy_data(args.out_dir, args.seed, args.num_source, args.num_target_train, args.num_target_val,
-                  tuple(args.source_size), tuple(args.target_size), args.num_size_mismatch)
-    print(f'toy data written to {args.out_dir}: gta5/ ({args.num_source} images), cityscapes/ '
+                  tuple(args.source_size), tuple(args.target_size), args.num_size_mismatch, args.shift)
+    print(f'toy data ({args.shift} shift) written to {args.out_dir}: gta5/ ({args.num_source} images), cityscapes/ '
           f'({args.num_target_train} train, {args.num_target_val} val)')
 
 

@@ -66,7 +66,7 @@ def test_command_line(tmp_path):
     out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_data.py'), str(tmp_path), '--seed', '3',
                           '--num-source', '2', '--num-target-train', '2', '--num-target-val', '1'],
                          capture_output=True, text=True, check=True).stdout
-    assert 'toy data written' in out
+    assert 'toy data (toy shift) written' in out
     assert len(files(tmp_path / 'gta5')) == 4 and len(files(tmp_path / 'cityscapes')) == 6
 
 
@@ -90,3 +90,54 @@ def test_gap_script_compares_models_of_the_same_size(tmp_path):
     with torch.no_grad():
         logits = model(torch.zeros(1, 3, 128, 256), mode='tensor')
     assert logits.shape == (1, 19, 16, 32)  # output stride 8
+
+
+def test_shift_families(tmp_path):
+    """--shift NAME: the source is the same for every family, the target differs by its family's kind of shift."""
+    kw = dict(num_source=2, num_target_train=6, num_target_val=1)
+    for shift in toy.SHIFTS:
+        toy.make_toy_data(str(tmp_path / shift), seed=0, shift=shift, **kw)
+    toy.make_toy_data(str(tmp_path / 'default'), seed=0, **kw)
+    for f in files(tmp_path / 'toy'):  # the default is today's shift (data/toy), bitwise
+        assert (tmp_path / 'toy' / f).read_bytes() == (tmp_path / 'default' / f).read_bytes(), f
+    for shift in toy.SHIFTS:
+        for f in files(tmp_path / shift / 'gta5'):
+            assert (tmp_path / shift / 'gta5' / f).read_bytes() == (tmp_path / 'toy/gta5' / f).read_bytes()
+
+    def target(shift, kind='leftImg8bit'):
+        suffix = '_leftImg8bit.png' if kind == 'leftImg8bit' else '_gtFine_labelIds.png'
+        paths = [osp.join(tmp_path, shift, 'cityscapes', f) for f in files(tmp_path / shift / 'cityscapes')
+                 if f.startswith(f'{kind}/train') and f.endswith(suffix)]
+        read = (lambda p: cv2.imread(p).astype(np.float32)) if kind == 'leftImg8bit' else (
+            lambda p: np.asarray(Image.open(p)))
+        return [read(p) for p in sorted(paths)]
+
+    # layout: the appearance of the source, the horizon lower in the image (more sky) and more car pixels
+    labels = {s: np.stack(target(s, 'gtFine')) for s in ('toy', 'layout', 'colour')}
+    assert (labels['layout'] == toy.SKY).mean() > 1.3 * (labels['toy'] == toy.SKY).mean()
+    assert (labels['layout'] == toy.CAR).mean() > 2 * (labels['toy'] == toy.CAR).mean()
+    np.testing.assert_array_equal(labels['colour'], labels['toy'])  # the other families keep the layout
+    # the same scenes rendered: sensor noise and blur, colour shifts, texture raises the spread within a class
+    imgs = {s: np.stack(target(s)) for s in toy.SHIFTS}
+    lab = labels['toy']
+
+    def class_std(img, cls):
+        return float(img[lab == cls].std(axis=0).mean())
+
+    def high_freq(img):  # mean absolute difference of vertical neighbours in the sky (flat in the source)
+        d = np.abs(np.diff(img, axis=1)).mean(axis=-1)
+        return float(d[(lab[:, 1:] == toy.SKY) & (lab[:, :-1] == toy.SKY)].mean())
+
+    assert high_freq(imgs['sensor']) > 2 * high_freq(imgs['colour'])
+    assert class_std(imgs['texture'], toy.BUILDING) > 1.5 * class_std(imgs['colour'], toy.BUILDING)
+    mean_colour = {s: imgs[s][lab == toy.ROAD].mean(axis=0) for s in ('colour', 'texture')}
+    assert np.abs(mean_colour['colour'] - mean_colour['texture']).max() > 20  # the road is another colour
+
+
+def test_unknown_shift_fails_in_one_line(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match=r"^--shift: unknown shift family 'fog'; known: toy, colour, sensor"):
+        toy.make_toy_data(str(tmp_path), shift='fog', num_source=1, num_target_train=1, num_target_val=1)
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_data.py'), str(tmp_path), '--shift',
+                           'fog'], capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice: 'fog'" in proc.stderr
