@@ -16,10 +16,14 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..decode_heads.deeplabv2_head import check_classifier_checkpoint
+from .conv_bn_fold import fold_conv_bn
 
 DISTANCES = ('mse_instance_norm', 'l1')
 BATCH_MODES = ('split', 'joint', 'none')
 UPDATE_ORDERS = ('discriminators_first', 'generators_first')
+CHANNELS_LAST = (True, False, 'auto')
+PERCEPTUAL_DEFAULTS = dict(lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split',
+                           fold_bn=True, channels_last='auto')
 
 
 def _as_channel_list(value, name: str) -> List[float]:
@@ -119,11 +123,14 @@ class PerceptualCycleGAN(CycleGAN):
             in pixel units (0-255). Checked against M's own data preprocessor at build; ``None`` takes M's.
             ``gen_channel_order`` may override the generator's channel order.
         perceptual_loss (dict, optional): ``dict(lambda_per=0.1, lambda_per_recon=10.,
-            distance='mse_instance_norm', batch_mode='split')``. ``batch_mode``: ``'split'`` runs M once without
-            gradient on all real images and once with gradient on all generated images; ``'joint'`` runs one
-            forward on everything; ``'none'`` one forward per image tensor (the release). Missing keys take these
-            (release) values. ``None`` or both lambdas 0 disables the loss: the model is then exactly MMagic's
-            CycleGAN (and needs no segmentor).
+            distance='mse_instance_norm', batch_mode='split', fold_bn=True, channels_last='auto')``.
+            ``batch_mode``: ``'split'`` runs M once without gradient on all real images and once with gradient on
+            all generated images; ``'joint'`` runs one forward on everything; ``'none'`` one forward per image
+            tensor (the release). How M runs (same function, float rounding aside, see :meth:`loss_segmentor`):
+            ``fold_bn`` folds M's eval-mode BatchNorm into its convs; ``channels_last`` runs it in channels-last
+            memory format (``'auto'``: on the CPU only, where it was measured faster). Missing keys take these
+            values. ``None`` or both lambdas 0 disables the loss: the model is then exactly MMagic's CycleGAN (and
+            needs no segmentor).
         update_order (str): ``'discriminators_first'`` (default): MMagic's ``train_step``, unchanged (D update,
             then G update). ``'generators_first'``: the release's ``optimize_parameters`` (G update with the
             current D, then D update on the same, detached, generated images through the image pool).
@@ -134,8 +141,7 @@ class PerceptualCycleGAN(CycleGAN):
                  *args,
                  segmentor: Optional[dict] = None,
                  seg_input: Optional[dict] = None,
-                 perceptual_loss: Optional[dict] = dict(
-                     lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split'),
+                 perceptual_loss: Optional[dict] = PERCEPTUAL_DEFAULTS,
                  update_order: str = 'discriminators_first',
                  **kwargs):
         # Unscoped generator/discriminator/preprocessor types are MMagic's, whatever the config's default scope.
@@ -148,7 +154,7 @@ class PerceptualCycleGAN(CycleGAN):
                              f'discriminator_steps=1 and disc_init_steps=0, got {self.discriminator_steps} and '
                              f'{self.disc_init_steps}')
         self.update_order = update_order
-        per = dict(lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split')
+        per = dict(PERCEPTUAL_DEFAULTS)
         if perceptual_loss is None:
             per.update(lambda_per=0., lambda_per_recon=0.)
         else:
@@ -160,14 +166,22 @@ class PerceptualCycleGAN(CycleGAN):
             raise ValueError(f"perceptual_loss.distance must be one of {DISTANCES}, got {per['distance']!r}")
         if per['batch_mode'] not in BATCH_MODES:
             raise ValueError(f"perceptual_loss.batch_mode must be one of {BATCH_MODES}, got {per['batch_mode']!r}")
+        if not isinstance(per['fold_bn'], bool):
+            raise ValueError(f"perceptual_loss.fold_bn must be True or False, got {per['fold_bn']!r}")
+        if per['channels_last'] not in CHANNELS_LAST:
+            raise ValueError(f'perceptual_loss.channels_last must be one of {CHANNELS_LAST}, '
+                             f"got {per['channels_last']!r}")
+        self.fold_bn = per['fold_bn']
+        self.channels_last = per['channels_last']
         self.lambda_per = float(per['lambda_per'])
         self.lambda_per_recon = float(per['lambda_per_recon'])
         self.distance = per['distance']
         self.batch_mode = per['batch_mode']
         self.with_perceptual = self.lambda_per != 0 or self.lambda_per_recon != 0
 
-        # M lives in __dict__ only (see class docstring).
+        # M lives in __dict__ only (see class docstring); so does its copy that runs the loss (loss_segmentor).
         self.__dict__['segmentor'] = None
+        self.__dict__['_loss_seg'] = None  # (key of M's state, the module)
         if segmentor is None:
             if self.with_perceptual:
                 raise ValueError('PerceptualCycleGAN: perceptual_loss is on (lambda_per='
@@ -237,6 +251,7 @@ class PerceptualCycleGAN(CycleGAN):
         super()._apply(fn, *args, **kwargs)
         if self.__dict__.get('segmentor') is not None:
             self.segmentor._apply(fn, *args, **kwargs)
+        self.__dict__['_loss_seg'] = None  # rebuilt from the moved M at the next use
         return self
 
     def init_weights(self):
@@ -253,6 +268,37 @@ class PerceptualCycleGAN(CycleGAN):
                 self.get_module(self.discriminators)[domain].init_weights()
 
     # ------------------------------------------------------------------ perceptual loss
+    def _use_channels_last(self, device: torch.device) -> bool:
+        return self.channels_last is True or (self.channels_last == 'auto' and device.type == 'cpu')
+
+    def loss_segmentor(self) -> nn.Module:
+        """The module that computes M's logits for the perceptual loss: M itself, or (``fold_bn`` /
+        ``channels_last``) a copy of M with its BatchNorm folded into the convs and/or its weights in channels-last
+        format. Same function as M in eval mode, up to float rounding (relative ~1e-6, forward and gradient).
+
+        The copy is derived data, never trained or saved: it is rebuilt whenever M's tensors change (a new
+        checkpoint loaded into M, an in-place edit, a move to another device or dtype). Measured on 2 CPU cores
+        (``tools/benchmark_translation.py``): see the README's benchmark section.
+        """
+        seg = self.segmentor
+        if seg.training:  # someone switched it; M must stay in eval mode
+            seg.eval()
+        if not self.fold_bn and not self._use_channels_last(self._seg_scale.device):
+            return seg
+        tensors = [*seg.parameters(), *seg.buffers()]
+        key = (id(seg), tuple((t.data_ptr(), t._version) for t in tensors))
+        cached = self.__dict__.get('_loss_seg')
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        fast = copy.deepcopy(seg).eval()
+        if self.fold_bn:
+            fold_conv_bn(fast)
+        if self._use_channels_last(self._seg_scale.device):
+            fast = fast.to(memory_format=torch.channels_last)
+        fast.requires_grad_(False)
+        self.__dict__['_loss_seg'] = (key, fast)
+        return fast
+
     def to_seg_input(self, img: torch.Tensor) -> torch.Tensor:
         """Convert generator-range images (N, 3, H, W) to M's input normalisation."""
         if self._seg_perm != [0, 1, 2]:
@@ -265,9 +311,14 @@ class PerceptualCycleGAN(CycleGAN):
         for i, img in enumerate(imgs):
             groups.setdefault(tuple(img.shape[1:]), []).append(i)
         out: List[Optional[torch.Tensor]] = [None] * len(imgs)
+        seg = self.loss_segmentor()
+        channels_last = self._use_channels_last(imgs[0].device) if imgs else False
         for idxs in groups.values():
             batch = torch.cat([imgs[i] for i in idxs]) if len(idxs) > 1 else imgs[idxs[0]]
-            logits = self.segmentor(self.to_seg_input(batch), mode='tensor')
+            batch = self.to_seg_input(batch)
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            logits = seg(batch, mode='tensor')
             for i, chunk in zip(idxs, logits.split([imgs[i].shape[0] for i in idxs])):
                 out[i] = chunk
         return out
@@ -279,9 +330,6 @@ class PerceptualCycleGAN(CycleGAN):
         return F.l1_loss(pred, target)
 
     def _get_perceptual_loss(self, outputs: dict) -> Dict[str, torch.Tensor]:
-        seg = self.segmentor
-        if seg.training:  # someone switched it; M must stay in eval mode
-            seg.eval()
         terms = []  # (loss name, weight, source domain, generated image)
         for src in self._reachable_domains:
             tgt = self._get_opposite_domain(src)

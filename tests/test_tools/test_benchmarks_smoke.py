@@ -1,0 +1,93 @@
+# Copyright (c) bdl_mm contributors.
+"""Every benchmark under tools/ runs at tiny sizes and prints its figures (issue 14, item 3), so none of them rots.
+
+The speed targets live in the benchmarks themselves (their PASS/FAIL lines at full size), never here: these tests
+check that each one runs, times what it says and reports the figures, not how fast the machine is.
+"""
+import glob
+import json
+import os.path as osp
+import re
+
+import pytest
+from toy_helpers import ROOT, load_tool
+
+TOY = osp.join(ROOT, 'configs', 'bdl_toy.py')
+# benchmarks smoke-tested in other files: (test file, test function)
+ELSEWHERE = {
+    'tools/benchmark_pseudo_label.py': ('tests/test_tools/test_benchmark_pseudo_label.py',
+                                        'test_benchmark_judges_the_growth'),
+    'tools/analysis_tools/benchmark.py': ('tests/test_tools/test_analysis_tools.py', 'test_benchmark_of_m'),
+}
+HERE = {'tools/benchmark.py': 'test_m_step_benchmark', 'tools/benchmark_translation.py': 'test_f_step_benchmark'}
+
+TINY_M = """model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[104.00698793, 116.66876762, 122.67891434],
+                           std=[1., 1., 1.], bgr_to_rgb=False),
+    backbone=dict(type='ResNet', depth=18, num_stages=1, strides=(1, ), dilations=(1, ), out_indices=(0, ),
+                  base_channels=4, stem_channels=4),
+    decode_head=dict(type='FCNHead', in_channels=4, channels=4, num_convs=1, concat_input=False, num_classes=5,
+                     loss_decode=dict(type='CrossEntropyLoss')),
+    train_cfg=dict(), test_cfg=dict(mode='whole'))
+"""
+
+
+def test_every_benchmark_is_smoke_tested():
+    found = {osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'tools', '**', 'benchmark*.py'), recursive=True)}
+    assert found == set(HERE) | set(ELSEWHERE), 'a benchmark without a smoke test (add it here)'
+    for script, name in HERE.items():
+        assert callable(globals()[name]), script
+    for script, (test_file, name) in ELSEWHERE.items():
+        text = open(osp.join(ROOT, test_file)).read()
+        assert f'def {name}(' in text and osp.basename(script) in text, (script, test_file)
+
+
+def test_f_step_benchmark(tmp_path, capsys):
+    seg_cfg = tmp_path / 'tiny_m.py'
+    seg_cfg.write_text(TINY_M)
+    bench = load_tool('benchmark_translation.py')
+    result = bench.main(['--size', '32', '--base-channels', '4', '--num-blocks', '1', '--seg-config', str(seg_cfg),
+                         '--repeats', '2', '--warmup', '1', '--threads', '1', '--reference', ROOT,
+                         '--json', str(tmp_path / 'f.json')])
+    out = capsys.readouterr().out
+    assert 'crop 32x32' in out and 'median of 2 paired repeats after 1 warm-up' in out
+    rows = result['variants']
+    assert set(rows) == {'mmagic', 'plain', 'perceptual', 'perceptual_unfolded', 'reference'}
+    for name, row in rows.items():
+        assert len(row['times_s']) == len(row['cpu_times_s']) == 2 and all(t > 0 for t in row['times_s'])
+        assert re.search(rf'^{name}\s+{row["median_s"]:.3f}\s.*\s{row["median_cpu_s"]:.3f}\s', out, re.M), name
+    assert rows['plain']['paired_ratio_to_base'] == 1.0
+    verdicts = result['verdicts']
+    assert f'perceptual / plain: paired {verdicts["overhead"]["paired"]:.3f} (target <= 1.40: ' in out
+    assert f'perceptual / reference: paired {verdicts["vs_reference"]["paired"]:.3f}' in out
+    assert 'perceptual / perceptual_unfolded: paired' in out
+    # the same weights and batch: the first step's losses agree (this checkout is its own reference here)
+    first = result['first_step_losses']
+    assert first['reference'] == first['perceptual']
+    assert 0 <= verdicts['first_step_loss_max_rel_diff'] < 1e-5
+    assert {k for k in first['perceptual'] if k.startswith('loss_per')} == {
+        'loss_per_source', 'loss_per_target', 'loss_per_recon_source', 'loss_per_recon_target'}
+    assert not any(k.startswith('loss_per') for k in first['plain'])
+    saved = json.loads((tmp_path / 'f.json').read_text())
+    assert saved['variants']['perceptual']['times_s'] == rows['perceptual']['times_s']
+    with pytest.raises(SystemExit):
+        bench.main(['--variants', 'plain,fast'])
+
+
+def test_m_step_benchmark(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(osp.join(ROOT, 'tools'))  # tools/_bootstrap.py, as the script runs
+    bench = load_tool('benchmark.py')
+    bench.main(['--config', TOY, '--source-size', '64', '32', '--target-size', '48', '32', '--pseudo', '--repeats',
+                '2', '--warmup', '1', '--json', str(tmp_path / 'm.json')])
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / 'm.json').read_text())
+    assert 'source 64x32, target 48x32 + pseudo label' in out and 'median of 2 after 1 warm-up' in out
+    for variant in ('bdl', 'bare'):
+        assert len(result['times'][variant]) == 2
+        mem = result['memory'][variant]  # one step in a fresh process, peak minus the resident size before it
+        assert 0 < mem['step'] < mem['peak']
+        assert re.search(rf'^{variant}\s+{result["median"][variant]:.3f}\s.*\s{mem["peak"] / 2**20:.1f}\s+'
+                         rf'{mem["step"] / 2**20:.1f}$', out, re.M), variant
+    assert f'median of paired steps {result["paired_ratio"]:.3f} (target <= 1.10: ' in out
+    assert 'step-memory ratio = ' in out
