@@ -90,7 +90,14 @@ translation_cfg_options = dict(
     default_hooks=dict(logger=dict(interval=120), checkpoint=dict(interval=5, max_keep_ckpts=1)))
 
 # ------------------------------------------------------------------ Algorithm 1 (K = 2, N = 2 as the paper)
+# References (results.md, after the run's own stages): the target-supervised oracle (M trained on the target's train
+# labels) and two translation baselines in F's place, each through the same plan with K = 1 (they do not depend on
+# M) from this run's M(0): FDA (Yang & Soatto 2020) and a per-channel colour transfer (Reinhard et al. 2001).
 train_cfg = dict(
+    references=dict(
+        oracle=dict(),
+        fda=dict(translation=dict(type='FDA', beta=0.01)),
+        reinhard=dict(translation=dict(type='Reinhard'))),
     stages=dict(
         source_only=dict(train_cfg=m_loop),
         translation=dict(cfg_options=translation_cfg_options),

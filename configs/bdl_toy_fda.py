@@ -7,4 +7,14 @@
 _base_ = ['./bdl_toy.py']
 # K = 1: a baseline does not depend on M, and every M run starts from the same initial weights (m_init='initial'),
 # so a second round would repeat the first exactly (same S', same seeds: measured bitwise on the toy data).
-train_cfg = dict(K=1, stages=dict(translation=dict(_delete_=True, type='FDA', beta=0.01)))
+# References: the oracle, the colour transfer and BDL itself (F with its perceptual loss, K = 2, N = 2: the run of
+# configs/bdl_toy.py) through the same plan, from this run's M(0).
+train_cfg = dict(
+    K=1,
+    stages=dict(translation=dict(_delete_=True, type='FDA', beta=0.01)),
+    references=dict(
+        _delete_=True,
+        oracle=dict(),
+        reinhard=dict(translation=dict(type='Reinhard')),
+        bdl=dict(translation=dict(config='translation/perceptual_cyclegan_deeplabv2-r101_gta5-to-cityscapes.py',
+                                  cfg_options=_base_.translation_cfg_options), K=2)))

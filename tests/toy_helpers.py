@@ -36,6 +36,8 @@ def write_bdl_config(path, toy_root, m_iters=2, ckpt_interval=1, loop_options=''
     """configs/bdl_toy.py on a converted toy pair under ``toy_root``, K = N = 1, a few iterations per stage.
     ``loop_options``: more ``train_cfg`` arguments (``'use_ssl=False,'``); ``extra``: more config lines."""
     src, tgt = osp.join(toy_root, 'gta5/'), osp.join(toy_root, 'cityscapes/')
+    if 'references=' not in loop_options:  # the toy config's reference rows (oracle, baselines) are not tested here
+        loop_options = 'references=None, ' + loop_options
     path.write_text(f'''
 _base_ = [{osp.join(ROOT, 'configs', 'bdl_toy.py')!r}]
 train_dataloader = dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r})))

@@ -3,7 +3,8 @@
 Same command-line interface as MMSegmentation's ``tools/train.py``; ``--amp`` also switches the
 optimiser wrappers of a dict layout (M + D_M, CycleGAN) and of every Algorithm-1 stage. For Algorithm 1,
 ``--check-data {header,full,none}`` sets the preflight data scan and ``--force-resume`` continues a run whose config
-changed; bad data, a changed config and a non-finite loss end the run with one line (docs/reliability.md).
+changed; bad data, a changed config, a non-finite loss and a config error of Algorithm 1's loop end the run with one
+line (docs/reliability.md).
 Algorithm 1 keeps a concise console (full environment, config and mmengine lines in each stage's log file);
 ``--verbose`` restores mmengine's full console. ``tools/status.py WORK_DIR`` tells where a run stands.
 """
@@ -19,6 +20,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from bdl_mm.apis.config_fingerprint import RunMixError
+from bdl_mm.apis.m_model import check_m_classes
 from bdl_mm.apis.preflight import DataCheckError
 from bdl_mm.datasets.label_maps import LabelFileError
 from bdl_mm.engine.hooks import NonFiniteLossError
@@ -29,6 +31,9 @@ from bdl_mm.visualization import stage_vis_backends
 
 # bad data (before or during the run), another run in the work dir or a changed config, a non-finite loss
 RUN_ERRORS = (DataCheckError, LabelFileError, RunMixError, NonFiniteLossError)
+# Algorithm 1's config errors, raised while its loop is built (train_cfg.K/N, stage names and settings, a stage config
+# that does not build, an unknown translation type, F's config file missing): each names the key, in one line
+LOOP_CONFIG_ERRORS = (ValueError, FileNotFoundError)
 
 
 def parse_args():
@@ -100,15 +105,35 @@ def main():
             check_classifier_checkpoint(cfg.model, cfg.load_from)
         except ValueError as e:
             raise SystemExit(f'error: {e}') from None
+    try:  # M predicts the dataset's classes (a BDL config's M or a plain segmentor config): one line naming the key
+        check_m_classes(cfg)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     init_cpu_distributed(cfg)
     # a config that states its global batch (F: the release's batch 4 over 4 GPUs) gets it split over the processes
     apply_global_batch_size(cfg, int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1)))
                             if args.launcher != 'none' else 1)
     runner = runner_class(cfg).from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    build_loop(runner, cfg)
     try:
         runner.train()
     except RUN_ERRORS as e:  # bad data, changed config, non-finite loss: one line, no traceback
         raise SystemExit(f'error: {e}') from None
+
+
+def build_loop(runner, cfg):
+    """Build an Algorithm-1 loop (``runner.train()`` would build it first thing) so that a config error ends the run
+    with one line, ``error: train_cfg...``, exit status 1 and no traceback; other configs are left to mmengine."""
+    if not is_bidirectional_loop(cfg):
+        return
+    try:
+        runner.train_loop  # noqa: B018  (the property builds the loop from train_cfg)
+    except LOOP_CONFIG_ERRORS as e:
+        raise SystemExit(f'error: {e}') from None
+
+
+def is_bidirectional_loop(cfg) -> bool:
+    return str((cfg.get('train_cfg') or {}).get('type', '')).endswith('BidirectionalLoop')
 
 
 def apply_loop_options(cfg, args):

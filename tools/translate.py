@@ -1,5 +1,6 @@
 # Copyright (c) bdl_mm contributors.
-"""Translate a whole source set with the generator of a trained F (S' = F(S), BDL Algorithm 1).
+"""Translate a whole source set with the generator of a trained F (S' = F(S), BDL Algorithm 1), or with a fitted
+translation baseline (FDA, Reinhard: the ``translator.json`` a translation stage wrote in F's place).
 
     python tools/translate.py CONFIG CHECKPOINT --src ROOT --out DIR [--img-suffix .png] [--target-domain target]
         [--batch-size 1] [--num-workers 2] [--device cuda] [--scale-width 1024] [--on-error raise|skip] [--overwrite]
@@ -11,7 +12,9 @@ pipeline then resizes like any source image (policy: ``bdl_mm/apis/translate.py`
 writes are atomic; ``--shard-id/--num-shards`` (or ``--launcher pytorch``: rank/world size) split the set between
 processes.
 Example: ``python tools/translate.py configs/translation/perceptual_cyclegan_deeplabv2-r101_gta5-to-cityscapes.py
-work_dirs/f1/epoch_20.pth --src data/gta5/images --out data/gta5_f1/images``.
+work_dirs/f1/epoch_20.pth --src data/gta5/images --out data/gta5_f1/images``. A baseline takes no checkpoint and
+translates at the source's resolution, as the translate stage does:
+``python tools/translate.py work_dirs/bdl_gta5_fda/k1/translation/translator.json --src data/gta5/images --out DIR``.
 """
 import argparse
 import os
@@ -31,8 +34,9 @@ from bdl_mm.apis.translate import load_translator, training_width, translate_dat
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Translate a source image set with the generator of F')
-    parser.add_argument('config', help='translation config (e.g. configs/translation/*.py)')
-    parser.add_argument('checkpoint', help='F checkpoint')
+    parser.add_argument('config', help='translation config (e.g. configs/translation/*.py), or the translator.json '
+                        'of a fitted baseline (FDA, Reinhard) written by the translation stage')
+    parser.add_argument('checkpoint', nargs='?', default=None, help='F checkpoint (none for a translator.json)')
     parser.add_argument('--src', required=True, help='source image folder (scanned recursively)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--img-suffix', default='.png', help='suffix of the images to translate')
@@ -67,6 +71,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.config.endswith('.json'):
+        return translate_with_baseline(args)
+    if args.checkpoint is None:
+        raise SystemExit('error: the F checkpoint is missing (only a baseline\'s translator.json needs none)')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -89,9 +97,40 @@ def main(argv=None):
         batch_size=args.batch_size, num_workers=args.num_workers, shard_id=shard_id, num_shards=num_shards,
         on_error=args.on_error, overwrite=args.overwrite, scale=args.scale, scale_width=width,
         progress=not args.no_progress)
+    report(args, stats)
+    return 0
+
+
+def translate_with_baseline(args) -> int:
+    """A fitted baseline (``translator.json``), image by image at the source's resolution (``--scale-width`` to
+    resize first); ``--target-domain``, ``--scale``, ``--batch-size`` and ``--cfg-options`` do not apply."""
+    import json
+
+    from bdl_mm.models.translators.translation_baseline import baseline_from_record
+    if args.checkpoint is not None:
+        raise SystemExit(f'error: {args.config} is a fitted baseline: it takes no checkpoint')
+    if args.target_domain is not None or args.scale is not None or args.cfg_options:
+        raise SystemExit('error: --target-domain, --scale and --cfg-options apply to F, not to a baseline')
+    if not os.path.isfile(args.config):
+        raise SystemExit(f'error: {args.config} does not exist')
+    with open(args.config) as f:
+        model = baseline_from_record(json.load(f))
+    shard_id, num_shards = args.shard_id, args.num_shards
+    if args.launcher != 'none':
+        init_dist(args.launcher)
+        if num_shards is None:
+            shard_id, num_shards = get_dist_info()
+    stats = translate_dataset(
+        model, args.src, args.out, img_suffix=args.img_suffix, num_workers=args.num_workers, shard_id=shard_id,
+        num_shards=num_shards, on_error=args.on_error, overwrite=args.overwrite, scale_width=args.scale_width or None,
+        progress=not args.no_progress)
+    report(args, stats)
+    return 0
+
+
+def report(args, stats: dict) -> None:
     print(f'{args.out}: {stats["written"]} written, {stats["existing"]} already there, {stats["skipped"]} skipped '
           f'(shard of {stats["total"]} images)')
-    return 0
 
 
 if __name__ == '__main__':

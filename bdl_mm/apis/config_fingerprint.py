@@ -59,7 +59,14 @@ def config_fingerprint(loop) -> Dict[str, str]:
     """The fingerprint of a :class:`BidirectionalLoop`'s run (see the module docstring)."""
     from ..engine.loops.bidirectional_loop import Stage
     out = {}
-    for key, value in _plain(loop.outer_cfg).items():
+    plain = _plain(loop.outer_cfg)
+    if plain.get('data_preprocessor') is None:
+        # the preprocessor BDLSegmentor uses: M's own (the BDL bases set no top-level one; runs started before
+        # they stopped repeating M's there recorded the same values)
+        segmentor = (plain.get('model') or {}).get('segmentor')
+        if isinstance(segmentor, dict) and segmentor.get('data_preprocessor') is not None:
+            plain['data_preprocessor'] = segmentor['data_preprocessor']
+    for key, value in plain.items():
         if key not in FINGERPRINT_KEYS:
             continue
         if key == 'train_cfg' and isinstance(value, dict):

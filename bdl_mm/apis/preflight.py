@@ -316,11 +316,17 @@ def plan_splits(loop) -> List[Split]:
         splits.append(target)
     if cfg.get('val_dataloader') and cfg.val_dataloader.get('dataset'):
         splits.append(seg_split('target val (val_dataloader.dataset)', cfg.val_dataloader.dataset, labels=True))
-    if 'translation' in kinds:
-        splits += translation_splits(loop._translation_cfg(_stage('preflight', 'translation'), None))
+    if 'translation' in kinds:  # every track reads M's image folders: the first translation stage's settings
+        first = next(s for s in loop.plan if s.kind == 'translation')
+        splits += translation_splits(loop._translation_cfg(first, None))
+    if 'oracle' in kinds:  # train_cfg.references.oracle: the target's labelled train split
+        splits.append(seg_split('target train with labels (train_cfg.references.oracle)', loop._oracle_dataset(),
+                                labels=True))
     source_folder = _img_folder(source_cfg)
     if 'translate' in kinds:
-        suffix = loop.stage_cfgs['translate'].get('img_suffix', source_cfg.get('img_suffix', '.png'))
+        # the suffix the translate stage reads: its own setting, else the source's (its dataset class's default)
+        from ..engine.loops.bidirectional_loop import image_folder
+        suffix = loop.stage_cfgs['translate'].get('img_suffix', image_folder(source_cfg)['img_suffix'])
         rels = list_images(source_folder, suffix) if osp.isdir(source_folder) else []
         splits.append(Split(f'translate input ({source_folder})', source_folder,
                             [osp.join(source_folder, r) for r in rels], empty_hint=f' (img_suffix {suffix!r})'))

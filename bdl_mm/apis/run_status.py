@@ -28,11 +28,12 @@ import time
 from typing import Dict, List, Optional
 
 STATE_FILE = 'bdl_state.json'
-M_KINDS = ('source_only', 'adaptation', 'ssl_adaptation')
+M_KINDS = ('source_only', 'adaptation', 'ssl_adaptation', 'oracle')
 # a kind without a measurement borrows, in this order, the rate per unit of another kind: a translated image costs
 # about one F iteration (else one M iteration), a pseudo-labelled image about one M iteration
 RATE_FALLBACK = {
     'source_only': ('adaptation', 'ssl_adaptation'),
+    'oracle': ('source_only', 'adaptation', 'ssl_adaptation'),
     'adaptation': ('ssl_adaptation', 'source_only'),
     'ssl_adaptation': ('adaptation', 'source_only'),
     'translation': ('adaptation', 'ssl_adaptation', 'source_only'),

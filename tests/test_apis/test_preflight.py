@@ -160,6 +160,37 @@ def test_every_problem_is_counted_and_listed(toy, loop):
     assert len(report['errors']) == 3
 
 
+def test_translate_input_uses_the_source_dataset_class_default_suffix(toy, loop):
+    """A source config without ``img_suffix`` whose dataset class reads ``.jpg``: the translate stage translates the
+    JPEGs (``image_folder``: the class's default), so the scan checks them (it looked for ``.png`` and found none)."""
+    from mmseg.registry import DATASETS
+
+    from bdl_mm.datasets import GTA5Dataset
+    from bdl_mm.engine.loops.bidirectional_loop import Stage
+
+    @DATASETS.register_module(name='PreflightJpgSourceDataset', force=True)
+    class JpgSource(GTA5Dataset):
+        def __init__(self, img_suffix='.jpg', **kwargs):
+            super().__init__(img_suffix=img_suffix, **kwargs)
+
+    for path in glob.glob(osp.join(toy, 'gta5/images/*.png')):
+        cv2.imwrite(path[:-len('.png')] + '.jpg', cv2.imread(path))
+        os.remove(path)
+    source = loop.outer_cfg.train_dataloader.dataset.source
+    saved = source.to_dict()
+    try:
+        source.type = 'PreflightJpgSourceDataset'
+        source.pop('img_suffix', None)
+        translate_input = [s for s in plan_splits(loop) if s.name.startswith('translate input')]
+        assert len(translate_input) == 1 and len(translate_input[0].images) == 6
+        assert all(p.endswith('.jpg') for p in translate_input[0].images)
+        assert preflight(loop, 'full')['files'] == 20
+        # tools/status.py's planned work of the translate stage counts the same 6 images
+        assert loop._planned_units(Stage('k1/translate', 'translate', 1))['units'] == 6
+    finally:
+        loop.outer_cfg.train_dataloader.dataset.source = saved
+
+
 def _fake_stage_outputs(loop, toy):
     """bdl_state.json of a run killed after k1/ssl1: translated images and pseudo labels on disk."""
     work = loop.work_dir

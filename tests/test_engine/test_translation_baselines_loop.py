@@ -39,8 +39,9 @@ val_dataloader = dict(dataset=dict(data_root={tgt!r}))
 test_dataloader = val_dataloader
 fast = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
 default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
-train_cfg = dict(K={K}, N=1, stages=dict(source_only=dict(train_cfg=fast), adaptation=dict(train_cfg=fast),
-                                       ssl_adaptation=dict(train_cfg=fast)))
+train_cfg = dict(K={K}, N=1, references=None,
+                 stages=dict(source_only=dict(train_cfg=fast), adaptation=dict(train_cfg=fast),
+                             ssl_adaptation=dict(train_cfg=fast)))
 {extra}
 ''')
     return str(path)

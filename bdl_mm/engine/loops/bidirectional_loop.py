@@ -52,6 +52,8 @@ from ..runner import CONSOLE, ConciseRunner
 # Stage kinds and the config key of their settings in ``train_cfg.stages``.
 STAGE_KINDS = ('source_only', 'translation', 'translate', 'adaptation', 'pseudo_label', 'ssl_adaptation')
 M_STAGES = ('source_only', 'adaptation', 'ssl_adaptation')
+# the target-supervised reference (``train_cfg.references.oracle``): an M trained on the target's labelled train split
+ORACLE = 'oracle'
 STATE_FILE = 'bdl_state.json'
 
 
@@ -105,17 +107,22 @@ def _same_folder(a: dict, b: dict) -> bool:
 
 
 class Stage:
-    """One step of Algorithm 1: its unique name (= its folder under the work dir), kind, round k and i."""
+    """One step of Algorithm 1: its unique name (= its folder under the work dir), kind, round k and i, and its
+    track: ``''`` for the run itself, else the name of a reference run (``train_cfg.references``: a translation
+    baseline in F's place, its stages under ``ref/<track>/``; the oracle is the stage ``ref/oracle``)."""
 
-    def __init__(self, name: str, kind: str, k: int = 0, i: int = 0):
-        self.name, self.kind, self.k, self.i = name, kind, k, i
+    def __init__(self, name: str, kind: str, k: int = 0, i: int = 0, track: str = ''):
+        self.name, self.kind, self.k, self.i, self.track = name, kind, k, i, track
 
     @property
     def model_label(self) -> str:
-        """The paper's name of the model an M stage produces (Table 2 rows)."""
+        """The paper's name of the model an M stage produces (Table 2 rows), prefixed by its reference track."""
         if self.kind == 'source_only':
             return 'M(0)'
-        return f'M_{self.i}({self.k})'
+        if self.kind == 'oracle':
+            return 'oracle'
+        label = f'M_{self.i}({self.k})'
+        return f'{self.track}: {label}' if self.track else label
 
     def __repr__(self):
         return f'Stage({self.name}, {self.kind})'
@@ -160,6 +167,25 @@ class BidirectionalLoop(BaseLoop):
         non_finite_loss (str | dict): a NaN/inf loss in a training stage: ``'stop'`` (default) stops the stage
             naming the iteration and the term, ``'skip'`` skips the batch and counts it; or
             ``dict(action=..., max_skips=...)`` (:class:`~bdl_mm.engine.hooks.NonFiniteLossHook`).
+        references (dict, optional): reference rows of the results table (issue: "does this beat the simple
+            thing?"), run after the plan's own stages, resumable like them. ``oracle``: settings of a
+            target-supervised M (``ref/oracle``; trained like M(0) on the target's labelled train split: keys as
+            ``stages.source_only``, which it defaults to, plus ``dataset`` to name that split; by default the target
+            train images with labels from the val set's label folder, its split renamed, e.g. ``gtFine/train``);
+            any other key names a track: ``dict(translation=..., K=1, N=..., use_ssl=...)``, the plan run again
+            with ``translation`` in place of ``stages.translation`` (a baseline such as ``dict(type='FDA',
+            beta=0.01)``, F's own settings, or None: no translation, output-space adaptation alone) under
+            ``ref/<track>/``; it starts from this run's M(0) and its K defaults to 1 (a baseline does not depend
+            on M). The table then carries the source-only row, the oracle, each track's final model and the share
+            of the source-to-oracle gap each closes (``results.md``/``.json``/``.png``).
+        diagnostics (bool | dict): per-stage diagnostics that need no target labels
+            (:mod:`bdl_mm.evaluation.stage_diagnostics`), in ``<stage>/diagnostics.json`` and the results table:
+            after each translate stage, M(k-1)'s mIoU on S and on S' against the source labels and the colour
+            statistics distance of S and S' to T; after each pseudo-label stage, the kept ratio per class and, where
+            the target train split has labels, the pseudo labels' precision (reported, never used to choose).
+            ``dict(num_images=100, target_labels='auto')``: images per consistency check (None: all);
+            ``target_labels``: ``'auto'`` (the oracle's labelled target split if its files exist), a dataset
+            config, or None. ``False`` turns them off.
         verbose_console (bool): ``False`` (default): a concise console (one ``[BDL]`` line per stage start and
             end, one progress line per log interval; environment, config and mmengine's lines go to each
             stage's log file only: :class:`~bdl_mm.engine.runner.ConciseRunner`); ``True``
@@ -182,6 +208,8 @@ class BidirectionalLoop(BaseLoop):
                  check_data: str = 'header',
                  force_resume: bool = False,
                  non_finite_loss='stop',
+                 references: Optional[dict] = None,
+                 diagnostics=True,
                  verbose_console: bool = False):
         # BaseLoop.__init__ would build the outer dataloader; the stages build their own.
         self._runner = runner
@@ -228,6 +256,13 @@ class BidirectionalLoop(BaseLoop):
             raise ValueError(f'train_cfg.non_finite_loss must be one of {ACTIONS} (or dict(action=..., '
                              f'max_skips=...)), got {non_finite_loss!r}')
         self.work_dir = runner.work_dir
+        self.references = self._parse_references(references)
+        if diagnostics is True:
+            diagnostics = {}
+        if diagnostics not in (False, None) and not isinstance(diagnostics, dict):
+            raise ValueError(f'train_cfg.diagnostics must be True, False or a dict, got {diagnostics!r}')
+        self.diagnostics = None if diagnostics in (False, None) else dict(
+            dict(num_images=100, target_labels='auto'), **diagnostics)
         if source_only_checkpoint is not None:
             check_classifier_checkpoint(self.outer_cfg.model, source_only_checkpoint,
                                         'train_cfg.source_only_checkpoint')
@@ -237,16 +272,111 @@ class BidirectionalLoop(BaseLoop):
         self._check_stage_configs()
 
     # ------------------------------------------------------------------ plan and configs
+    def _parse_references(self, references: Optional[dict]) -> dict:
+        """``train_cfg.references`` -> ``dict(oracle=ConfigDict | None, tracks={name: ConfigDict(translation, K, N,
+        use_ssl)})``, each setting checked (see the class docstring)."""
+        references = dict(references or {})
+        oracle = references.pop(ORACLE, None)
+        if oracle is not None and not isinstance(oracle, dict):
+            raise ValueError(f'train_cfg.references.oracle must be a dict of settings (or None), got {oracle!r}')
+        tracks = {}
+        for name, track in references.items():
+            key = f'train_cfg.references.{name}'
+            if not isinstance(name, str) or not name.replace('_', '').replace('-', '').isalnum():
+                raise ValueError(f'{key}: a track name must be letters, digits, - or _')
+            if not isinstance(track, dict) or 'translation' not in track:
+                raise ValueError(f'{key} must be a dict with a translation (a baseline such as dict(type=\'FDA\'), '
+                                 f'F\'s settings, or None), got {track!r}')
+            unknown = sorted(set(track) - {'translation', 'K', 'N', 'use_ssl'})
+            if unknown:
+                raise ValueError(f'{key}.{unknown[0]}: unknown key; known: translation, K, N, use_ssl')
+            translation = track['translation']
+            if translation is not None and not isinstance(translation, dict):
+                raise ValueError(f'{key}.translation must be a dict or None, got {translation!r}')
+            default_k = 1 if translation is None or translation.get('type') is not None else self.K
+            settings = ConfigDict(translation=None if translation is None else ConfigDict(translation),
+                                  K=track.get('K', default_k), N=track.get('N', self.N),
+                                  use_ssl=bool(track.get('use_ssl', self.use_ssl)))
+            for k in ('K', 'N'):
+                if not isinstance(settings[k], int) or settings[k] < 1:
+                    raise ValueError(f'{key}.{k} must be an integer >= 1, got {settings[k]!r}')
+            tracks[name] = settings
+        return dict(oracle=None if oracle is None else ConfigDict(oracle), tracks=tracks)
+
     def _make_plan(self) -> List[Stage]:
         plan = [Stage('m0', 'source_only')]
-        for k in range(1, self.K + 1):
-            if self.use_translation:
-                plan += [Stage(f'k{k}/translation', 'translation', k), Stage(f'k{k}/translate', 'translate', k)]
-            plan.append(Stage(f'k{k}/m0', 'adaptation', k, 0))
-            if self.use_ssl:
-                for i in range(1, self.N + 1):
-                    plan += [Stage(f'k{k}/ssl{i}', 'pseudo_label', k, i), Stage(f'k{k}/m{i}', 'ssl_adaptation', k, i)]
+        plan += self._track_plan('', self.K, self.N, self.use_translation, self.use_ssl)
+        if self.references['oracle'] is not None:
+            plan.append(Stage(f'ref/{ORACLE}', ORACLE))
+        for name, track in self.references['tracks'].items():
+            plan += self._track_plan(name, track.K, track.N, track.translation is not None, track.use_ssl)
         return plan
+
+    @staticmethod
+    def _track_plan(track: str, K: int, N: int, use_translation: bool, use_ssl: bool) -> List[Stage]:
+        """The stages after M(0) of the run (``track=''``) or of a reference track (under ``ref/<track>/``)."""
+        prefix = f'ref/{track}/' if track else ''
+        plan = []
+        for k in range(1, K + 1):
+            if use_translation:
+                plan += [Stage(f'{prefix}k{k}/translation', 'translation', k, track=track),
+                         Stage(f'{prefix}k{k}/translate', 'translate', k, track=track)]
+            plan.append(Stage(f'{prefix}k{k}/m0', 'adaptation', k, 0, track=track))
+            if use_ssl:
+                for i in range(1, N + 1):
+                    plan += [Stage(f'{prefix}k{k}/ssl{i}', 'pseudo_label', k, i, track=track),
+                             Stage(f'{prefix}k{k}/m{i}', 'ssl_adaptation', k, i, track=track)]
+        return plan
+
+    def _translation_settings(self, stage: Optional[Stage] = None) -> Optional[ConfigDict]:
+        """The translation settings of a stage's track: ``stages.translation`` for the run itself, the track's
+        ``translation`` for a reference track (None: that track does not translate)."""
+        if stage is None or not stage.track:
+            return self.stage_cfgs['translation']
+        return self.references['tracks'][stage.track].translation
+
+    def _track_uses_ssl(self, stage: Stage) -> bool:
+        return self.use_ssl if not stage.track else self.references['tracks'][stage.track].use_ssl
+
+    def _track_n(self, stage: Stage) -> int:
+        return self.N if not stage.track else self.references['tracks'][stage.track].N
+
+    def _oracle_dataset(self) -> ConfigDict:
+        """The target's labelled train split for the oracle: ``references.oracle.dataset``, else derived from the
+        target train set (its images, data root and training resize) and the val set (dataset type, label folder
+        with the target's split name, e.g. ``gtFine/val`` -> ``gtFine/train``, label suffix), loading the labels
+        before the resize as the source pipeline does."""
+        settings = self.references['oracle'] or ConfigDict()
+        if settings.get('dataset') is not None:
+            return copy.deepcopy(settings.dataset)
+        target = copy.deepcopy(self.outer_cfg.train_dataloader.dataset.get('target'))
+        val = copy.deepcopy((self.outer_cfg.get('val_dataloader') or {}).get('dataset'))
+        if target is None or val is None:
+            raise ValueError('train_cfg.references.oracle.dataset: the oracle needs the target\'s labelled train '
+                             'split; it cannot be derived without train_dataloader.dataset.target and '
+                             'val_dataloader.dataset')
+        img_path = (target.get('data_prefix') or {}).get('img_path') or ''
+        val_labels = (val.get('data_prefix') or {}).get('seg_map_path') or ''
+        labels = osp.join(osp.dirname(val_labels.rstrip('/')), osp.basename(img_path.rstrip('/')))
+        pipeline = []
+        for transform in target.get('pipeline') or []:
+            kind = str(transform.get('type', ''))
+            if kind.endswith('LoadPseudoLabel'):
+                continue
+            if kind.endswith('PackUDAInputs'):
+                transform = dict(type='PackSegInputs')
+            pipeline.append(transform)
+            if kind.endswith('LoadImageFromFile'):
+                pipeline.append(dict(type='LoadAnnotations'))
+        dataset = copy.deepcopy(val)
+        dataset.update(data_root=target.get('data_root', val.get('data_root')),
+                       data_prefix=dict(img_path=img_path, seg_map_path=labels), pipeline=pipeline)
+        for key in ('img_suffix', 'ann_file'):
+            if key in target:
+                dataset[key] = target[key]
+            else:
+                dataset.pop(key, None)
+        return dataset
 
     # progress as seen by mmengine's hooks: one "iteration" per stage
     @property
@@ -277,11 +407,18 @@ class BidirectionalLoop(BaseLoop):
         cfg = copy.deepcopy(self.outer_cfg)
         for key in ('train_cfg', 'work_dir', 'resume', 'load_from', 'experiment_name'):
             cfg.pop(key, None)
-        overrides = copy.deepcopy(self.stage_cfgs[stage.kind])
+        if stage.kind == ORACLE:  # trained like M(0) unless the oracle's settings say otherwise
+            overrides = Config(copy.deepcopy(self.stage_cfgs['source_only']).to_dict())
+            overrides.merge_from_dict({k: v for k, v in (self.references['oracle'] or {}).items() if k != 'dataset'})
+            overrides = overrides._cfg_dict
+        else:
+            overrides = copy.deepcopy(self.stage_cfgs[stage.kind])
         cfg.merge_from_dict(overrides.to_dict(), allow_list_keys=True)
-        cfg.model.adversarial = bool(self.adversarial) and stage.kind != 'source_only'
+        cfg.model.adversarial = bool(self.adversarial) and stage.kind not in ('source_only', ORACLE)
         dataset = cfg.train_dataloader.dataset
-        if stage.kind == 'source_only':
+        if stage.kind == ORACLE:  # the target's labelled train split, segmentation loss alone
+            cfg.train_dataloader.dataset = self._oracle_dataset()
+        elif stage.kind == 'source_only':
             # M(0) sees the labelled source only; BDLSegmentor then trains with the segmentation loss alone.
             cfg.train_dataloader.dataset = dataset.source
         else:
@@ -306,17 +443,24 @@ class BidirectionalLoop(BaseLoop):
         dataset = self.outer_cfg.train_dataloader.dataset
         return {side: image_folder(dataset[side]) for side in ('source', 'target') if dataset.get(side)}
 
-    def _translation_baseline(self) -> Optional[dict]:
-        """The baseline in F's place, ``train_cfg.stages.translation.type`` with the other keys as its settings
-        (``config`` and ``cfg_options``, F's, are ignored); None without ``type`` (F is trained)."""
-        settings = self.stage_cfgs['translation']
+    @staticmethod
+    def _translation_key(stage: Optional[Stage] = None) -> str:
+        """The config key of a stage's translation settings."""
+        return f'train_cfg.references.{stage.track}.translation' if stage is not None and stage.track else \
+            'train_cfg.stages.translation'
+
+    def _translation_baseline(self, stage: Optional[Stage] = None) -> Optional[dict]:
+        """The baseline in F's place, ``train_cfg.stages.translation.type`` (or a reference track's
+        ``translation.type``) with the other keys as its settings (``config`` and ``cfg_options``, F's, are
+        ignored); None without ``type`` (F is trained)."""
+        settings = self._translation_settings(stage) or ConfigDict()
         if settings.get('type') is None:
             return None
         from ...models.translators.translation_baseline import baseline_class, baseline_types
+        key = self._translation_key(stage)
         if baseline_class(settings['type']) is None:
-            raise ValueError(f'train_cfg.stages.translation.type: unknown translation type {settings["type"]!r}; '
-                             f'known: {", ".join(baseline_types())} (or no type: F, trained from '
-                             'train_cfg.stages.translation.config)')
+            raise ValueError(f'{key}.type: unknown translation type {settings["type"]!r}; '
+                             f'known: {", ".join(baseline_types())} (or no type: F, trained from {key}.config)')
         return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
     def _translation_cfg(self, stage: Stage, m_checkpoint: Optional[str]) -> Config:
@@ -324,9 +468,9 @@ class BidirectionalLoop(BaseLoop):
         (``train_dataloader.dataset.{source,target}`` of the BDL config, unless ``stages.translation.cfg_options``
         sets them), with M(k-1) for its perceptual loss. For a baseline (``stages.translation.type``): its settings
         as ``model`` and the folders it reads as ``train_dataloader.dataset``."""
-        settings = copy.deepcopy(self.stage_cfgs['translation'])
+        settings = copy.deepcopy(self._translation_settings(stage) or ConfigDict())
         folders = self._m_image_folders()
-        baseline = self._translation_baseline()
+        baseline = self._translation_baseline(stage)
         if baseline is not None:
             cfg = Config(dict(model=baseline, train_dataloader=dict(dataset=dict(
                 type='mmagic.UnpairedTranslationDataset', pipeline=[], **folders))))
@@ -334,7 +478,7 @@ class BidirectionalLoop(BaseLoop):
             return cfg
         path = settings.get('config')
         if path is None:
-            raise ValueError('train_cfg.stages.translation.config: the F config path is missing')
+            raise ValueError(f'{self._translation_key(stage)}.config: the F config path is missing')
         path = _resolve_config_path(path, self.outer_cfg.filename)
         cfg = Config.fromfile(path)
         dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
@@ -344,9 +488,13 @@ class BidirectionalLoop(BaseLoop):
                     dataset[side] = folder
         if settings.get('cfg_options'):
             cfg.merge_from_dict(settings.cfg_options.to_dict(), allow_list_keys=True)
-        # F's perceptual loss runs the current M (architecture from the BDL config, weights from M(k-1)).
-        cfg.model.segmentor = dict(cfg.model.get('segmentor', {}), config=copy.deepcopy(self.outer_cfg.model.segmentor),
-                                   checkpoint=m_checkpoint)
+        # F's perceptual loss runs the current M (architecture from the BDL config, weights from M(k-1)), fed in M's
+        # input format (its data_preprocessor) unless F's config states one (checked against M at build).
+        from ...apis.m_model import m_input_format, m_model_cfg
+        m_cfg = m_model_cfg(self.outer_cfg)
+        cfg.model.segmentor = dict(cfg.model.get('segmentor', {}), config=m_cfg, checkpoint=m_checkpoint)
+        if cfg.model.get('seg_input') is None:
+            cfg.model.seg_input = m_input_format(m_cfg)
         if not self.perceptual:  # ablation: MMagic's plain CycleGAN (PerceptualCycleGAN needs no M then)
             cfg.model.perceptual_loss = None
             cfg.model.segmentor = None
@@ -361,30 +509,41 @@ class BidirectionalLoop(BaseLoop):
         cfg.pop('load_from', None)
         return cfg
 
+    def _run_name(self) -> str:
+        """The run's own row in the reference table: its baseline's type where one is in F's place, else BDL."""
+        baseline = self._translation_baseline() if self.use_translation else None
+        return baseline['type'] if baseline else 'BDL'
+
     def _uses_amp(self) -> bool:
         """``tools/train.py --amp`` switched the outer wrappers: F's config (read from its own file) follows."""
         return 'AmpOptimWrapper' in str(self.outer_cfg.get('optim_wrapper', ''))
 
     def _check_stage_configs(self):
         """Derive and build every stage's model before any training, naming the key that fails."""
+        from ...apis.m_model import check_m_classes
+        check_m_classes(self.outer_cfg)  # M predicts the dataset's classes (one line naming the key)
         built = set()  # stages usually share one model config: build each distinct one once
-        for kind in dict.fromkeys(s.kind for s in self.plan):
+        # one stage per kind, and per track for the translation (each track has its own)
+        checks = {(s.kind, s.track if s.kind == 'translation' else ''): s for s in self.plan}
+        for (kind, track) in checks:
             if kind in ('translate', 'pseudo_label'):
                 continue
-            key = f'train_cfg.stages.{kind}'
-            if kind == 'translation' and self._translation_baseline() is not None:  # an unknown type fails here
+            check = Stage('check', kind, track=track)
+            key = self._translation_key(check) if kind == 'translation' else (
+                'train_cfg.references.oracle' if kind == ORACLE else f'train_cfg.stages.{kind}')
+            if kind == 'translation' and self._translation_baseline(check) is not None:  # unknown type fails here
                 from ...models.translators.translation_baseline import build_baseline
                 try:
-                    build_baseline(self._translation_cfg(Stage('check', kind), None).model)
+                    build_baseline(self._translation_cfg(check, None).model)
                 except Exception as e:  # noqa: BLE001 - re-raised with the key that failed
                     raise ValueError(f'{key}: the translation baseline does not build: {type(e).__name__}: {e}') from e
                 continue
             try:
                 if kind == 'translation':
-                    cfg = self._translation_cfg(Stage('check', kind), None)
+                    cfg = self._translation_cfg(check, None)
                     from mmagic.registry import MODELS as registry
                 else:
-                    cfg = self._m_stage_cfg(Stage('check', kind))
+                    cfg = self._m_stage_cfg(check)
                     if 'train_cfg' not in cfg:
                         raise KeyError('train_cfg (the stage\'s training loop) is missing')
                     registry = MODELS
@@ -449,10 +608,12 @@ class BidirectionalLoop(BaseLoop):
                       and find_latest_checkpoint(stage_dir) is not None)
         if cfg.resume:
             cfg.load_from = None  # resume the interrupted stage from its own last checkpoint
-        # a NaN/inf loss stops the stage (or skips the batch); a file that fails to load is named
+        # a NaN/inf loss stops the stage (or skips the batch); a file that fails to load is named; a resumed stage
+        # gets the random generators' states of its checkpoint back (docs/reliability.md, section 4)
         stage_name = osp.relpath(stage_dir, self.work_dir)
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-            dict(type='NonFiniteLossHook', stage=stage_name, **self.non_finite_loss), dict(type='DataFileErrorHook')]
+            dict(type='NonFiniteLossHook', stage=stage_name, **self.non_finite_loss), dict(type='DataFileErrorHook'),
+            dict(type='RandomStateCheckpointHook')]
         child = self._build_child(cfg)
         child.train()
         return child
@@ -493,13 +654,15 @@ class BidirectionalLoop(BaseLoop):
                     metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, **extra)
 
     def _train_f(self, stage: Stage, m_checkpoint: str) -> dict:
-        if self._translation_baseline() is not None:
+        if self._translation_baseline(stage) is not None:
             return self._fit_baseline(stage)
         cfg = self._translation_cfg(stage, m_checkpoint)
         config_path = osp.join(cfg.work_dir, 'translation_config.py')
         if is_main_process():
             os.makedirs(cfg.work_dir, exist_ok=True)
             cfg.dump(config_path)  # translate stage and later users rebuild F from this exact config
+        # F's image pools go into its checkpoints and come back on resume (not in the state dict)
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='ImagePoolCheckpointHook')]
         child = self._run_child(cfg)
         ckpt = osp.join(cfg.work_dir, 'final_model.pth')
         if is_main_process():
@@ -565,8 +728,8 @@ class BidirectionalLoop(BaseLoop):
         from ...apis import generate_pseudo_labels
         out_dir = self._stage_dir(stage)
         settings = self.stage_cfgs['pseudo_label'].to_dict()
-        model_cfg = copy.deepcopy(self.outer_cfg.model.segmentor)
-        model = MODELS.build(model_cfg)
+        from ...apis.m_model import m_model_cfg
+        model = MODELS.build(m_model_cfg(self.outer_cfg))  # M with the data preprocessor it trains with
         load_checkpoint(model, m_result['segmentor_checkpoint'], map_location='cpu', logger='silent')
         if torch.cuda.is_available():
             model = model.cuda()
@@ -576,6 +739,77 @@ class BidirectionalLoop(BaseLoop):
         return dict(pseudo_label_dir=osp.abspath(out_dir),
                     kept_ratio=summary.get('kept_ratio'), summary=osp.join(out_dir, 'summary.json'))
 
+    # ------------------------------------------------------------------ diagnostics (no target labels needed)
+    def _translation_diagnostics(self, stage: Stage, result: dict, m_prev: dict) -> Optional[dict]:
+        """M(k-1) on S and S' against the source labels; colour statistics of S, S' and T (main process)."""
+        from ...apis.translate import list_images
+        from ...evaluation.stage_diagnostics import (
+            image_statistics,
+            statistics_distance,
+            subset,
+            translation_consistency,
+        )
+        out = None
+        if is_main_process():
+            num = self.diagnostics['num_images']
+            dataset = self.outer_cfg.train_dataloader.dataset
+            source = image_folder(dataset.source)
+            target = image_folder(dataset.target)
+            src_dir = osp.join(source['data_root'], source['img_dir'])
+            tgt_dir = osp.join(target['data_root'], target['img_dir'])
+            rels = subset(list_images(src_dir, source['img_suffix']), num)
+            stats = dict(source=image_statistics([osp.join(src_dir, r) for r in rels]),
+                         translated=image_statistics([osp.join(result['translated_dir'], r) for r in rels]),
+                         target=image_statistics([osp.join(tgt_dir, r) for r in
+                                                  subset(list_images(tgt_dir, target['img_suffix']), num)]))
+            segmentor = self._load_segmentor(m_prev['segmentor_checkpoint'])
+            num_classes = segmentor.decode_head.num_classes
+            out = dict(model=f'M({stage.k - 1})' if not stage.track else f'{stage.track}: M({stage.k - 1})',
+                       **translation_consistency(segmentor, dataset.source, result['translated_dir'], num_classes,
+                                                 num),
+                       colour_distance_source_to_target=statistics_distance(stats['source'], stats['target']),
+                       colour_distance_translated_to_target=statistics_distance(stats['translated'],
+                                                                                stats['target']),
+                       statistics=stats)
+            atomic_write_json(osp.join(self._stage_dir(stage), 'diagnostics.json'), out)
+        barrier()
+        return out
+
+    def _pseudo_label_diagnostics(self, stage: Stage, result: dict) -> Optional[dict]:
+        """Kept ratio per class; the precision of the kept pixels where the target train split has labels."""
+        from ...evaluation.stage_diagnostics import pseudo_label_diagnostics
+        out = None
+        if is_main_process():
+            with open(result['summary']) as f:
+                summary = json.load(f)
+            classes = summary.get('classes') or []
+            out = pseudo_label_diagnostics(result['pseudo_label_dir'], summary, classes,
+                                           self._labelled_target_dataset())
+            atomic_write_json(osp.join(self._stage_dir(stage), 'diagnostics.json'), out)
+        barrier()
+        return out
+
+    def _labelled_target_dataset(self) -> Optional[ConfigDict]:
+        """``diagnostics.target_labels``: a dataset config; ``'auto'``: the oracle's labelled target train split
+        when every label file exists (else None: no precision); None."""
+        setting = self.diagnostics.get('target_labels')
+        if setting is None or isinstance(setting, dict):
+            return setting
+        try:
+            dataset_cfg = self._oracle_dataset()
+            cfg = copy.deepcopy(dataset_cfg)
+            cfg.pipeline = []
+            dataset = DATASETS.build(cfg)
+            paths = [dataset.get_data_info(i).get('seg_map_path') for i in range(len(dataset))]
+        except Exception:  # noqa: BLE001 - no labelled target split: the precision is left out
+            return None
+        return dataset_cfg if paths and all(p and osp.isfile(p) for p in paths) else None
+
+    def _load_segmentor(self, checkpoint: str):
+        model = MODELS.build(copy.deepcopy(self.outer_cfg.model.segmentor))
+        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+        return model.cuda() if torch.cuda.is_available() else model
+
     # ------------------------------------------------------------------ main
     def run(self):
         self.runner.call_hook('before_train')
@@ -584,11 +818,18 @@ class BidirectionalLoop(BaseLoop):
         init_weights = self._initial_weights()
         logger = self.runner.logger
         start = time.time()
-        prev_m = None  # result of the last M stage
-        m_of_round = {0: None}  # M(k)
-        translated_dir = None
-        f_result = None
-        pseudo = None
+        # per track (the run itself: '', each reference track: its name): the last M stage's result, M(k) per
+        # round (M(0) is shared), the last F / baseline, translated source and pseudo labels
+        tracks: Dict[str, dict] = {}
+
+        def track_of(stage: Stage) -> dict:
+            if stage.track not in tracks:
+                m0 = tracks[''].get('m_of_round', {}).get(0) if '' in tracks else None
+                tracks[stage.track] = dict(prev_m=m0, m_of_round={0: m0}, translated_dir=None, f_result=None,
+                                           pseudo=None)
+            return tracks[stage.track]
+
+        track_of(Stage('m0', 'source_only'))
         self._run_info = dict(started=start, finished=None)
         logger.info(f'[BDL] Algorithm 1: {len(self.plan)} stages in {self.work_dir}; full log: '
                     f'{getattr(logger, "log_file", None)}; status: python tools/status.py {self.work_dir}',
@@ -605,9 +846,11 @@ class BidirectionalLoop(BaseLoop):
                 t0 = time.time()
                 self._running = dict(stage=stage.name, started=t0, pid=os.getpid(), host=socket.gethostname())
                 self._save_state()
-                result = self._run_stage(stage, init_weights, prev_m, m_of_round, translated_dir, f_result, pseudo)
+                ctx = track_of(stage)
+                result = self._run_stage(stage, init_weights, ctx['prev_m'], ctx['m_of_round'], ctx['translated_dir'],
+                                         ctx['f_result'], ctx['pseudo'])
                 result.update(status='done', kind=stage.kind, seconds=round(time.time() - t0, 1))
-                if stage.kind in M_STAGES:
+                if stage.kind in M_STAGES + (ORACLE, ):
                     result['label'] = stage.model_label
                 # all ranks agree on the recorded result (paths and metrics come from rank 0)
                 obj = [result]
@@ -617,27 +860,31 @@ class BidirectionalLoop(BaseLoop):
                 self._running = None
                 self._save_state()
                 if is_main_process():  # live results: the table so far, after every stage
-                    format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir)
+                    format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir, self._run_name())
                 logger.info(self._end_line(idx, stage, result), extra=CONSOLE)
-            if stage.kind in M_STAGES:
-                prev_m = result
-                if stage.kind == 'source_only' or stage.i == (self.N if self.use_ssl else 0):
-                    m_of_round[stage.k] = result
-                pseudo = None
+            ctx = track_of(stage)
+            if stage.kind == 'source_only':  # M(0): the start of every track
+                for other in tracks.values():
+                    other['prev_m'] = other['m_of_round'][0] = result
+            elif stage.kind in M_STAGES:
+                ctx['prev_m'] = result
+                if stage.i == (self._track_n(stage) if self._track_uses_ssl(stage) else 0):
+                    ctx['m_of_round'][stage.k] = result
+                ctx['pseudo'] = None
             elif stage.kind == 'translation':
-                f_result = result
+                ctx['f_result'] = result
             elif stage.kind == 'translate':
-                translated_dir = result['translated_dir']
+                ctx['translated_dir'] = result['translated_dir']
             elif stage.kind == 'pseudo_label':
-                pseudo = result
+                ctx['pseudo'] = result
         self._iter = len(self.plan)
-        final = m_of_round[self.K] or prev_m
+        final = tracks['']['m_of_round'].get(self.K) or tracks['']['prev_m']
         load_checkpoint(self.runner.model.module if hasattr(self.runner.model, 'module') else self.runner.model,
                         final['checkpoint'], map_location='cpu', logger='silent')
         if is_main_process():
             save_model_checkpoint(self.runner.model, osp.join(self.work_dir, 'final_model.pth'),
                                   meta=dict(stage=final.get('label'), source_checkpoint=final['checkpoint']))
-            table = format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir)
+            table = format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir, self._run_name())
             logger.info('[BDL] results\n' + table, extra=CONSOLE)  # printed once
         self._run_info['finished'] = time.time()
         self._save_state()
@@ -651,12 +898,20 @@ class BidirectionalLoop(BaseLoop):
             if self.source_only_checkpoint is not None:
                 return self._import_source_only(stage)
             return self._train_m(stage, None, None, init_weights)
+        if stage.kind == ORACLE:  # target-supervised reference, from the same initial weights as M(0)
+            return self._train_m(stage, None, None, init_weights)
         if stage.kind == 'translation':
             return self._train_f(stage, m_of_round[stage.k - 1]['segmentor_checkpoint'])
         if stage.kind == 'translate':
-            return self._translate(stage, f_result)
+            result = self._translate(stage, f_result)
+            if self.diagnostics is not None:
+                result['diagnostics'] = self._translation_diagnostics(stage, result, m_of_round[stage.k - 1])
+            return result
         if stage.kind == 'pseudo_label':
-            return self._pseudo_label(stage, prev_m)
+            result = self._pseudo_label(stage, prev_m)
+            if self.diagnostics is not None:
+                result['diagnostics'] = self._pseudo_label_diagnostics(stage, result)
+            return result
         # adaptation / ssl_adaptation
         if self.m_init == 'initial':
             load_from = init_weights
@@ -703,18 +958,27 @@ class BidirectionalLoop(BaseLoop):
     def _describe(self, stage: Stage) -> str:
         """What a stage trains or makes, in the paper's notation."""
         k, i = stage.k, stage.i
-        source = f"S'({k})" if self.use_translation else 'S'
+        translates = self._translation_settings(stage) is not None and (stage.track or self.use_translation)
+        source = f"S'({k})" if translates else 'S'
+        m = f'{stage.track}: ' if stage.track else ''  # a reference track's models are named after it
         if stage.kind == 'source_only':
             return 'M(0) imported, evaluated' if self.source_only_checkpoint else 'M(0) on S'
+        if stage.kind == ORACLE:
+            return 'oracle: M on the target\'s labelled train split (reference)'
+        baseline = self._translation_baseline(stage) if translates else None
         if stage.kind == 'translation':
-            return f'F({k}), perceptual loss through M({k - 1})' if self.perceptual else f'F({k}), plain CycleGAN'
+            if baseline is not None:
+                settings = ', '.join(f'{key}={value}' for key, value in baseline.items() if key != 'type')
+                return f'{m}{baseline["type"]}({settings}) fitted on T, in F({k})\'s place (no training)'
+            return (f'{m}F({k}), perceptual loss through {m}M({k - 1})' if self.perceptual else
+                    f'{m}F({k}), plain CycleGAN')
         if stage.kind == 'translate':
-            return f"S'({k}) = F({k})(S)"
+            return f"{m}S'({k}) = {baseline['type'] if baseline else 'F'}({k})(S)"
         if stage.kind == 'adaptation':
-            return f'M_0({k}) on {source} + T'
+            return f'{m}M_0({k}) on {source} + T'
         if stage.kind == 'pseudo_label':
-            return f'pseudo labels of T from M_{i - 1}({k})'
-        return f'M_{i}({k}) on {source} + T + pseudo labels'
+            return f'{m}pseudo labels of T from M_{i - 1}({k})'
+        return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
 
     def _end_line(self, idx: int, stage: Stage, result: dict) -> str:
         line = f'[BDL] stage {idx + 1}/{len(self.plan)} {stage.name} done in {format_duration(result.get("seconds"))}'
@@ -734,14 +998,14 @@ class BidirectionalLoop(BaseLoop):
         if self._plan_details is None:
             self._plan_details = [dict(name=s.name, kind=s.kind, label=self._label(s), what=self._describe(s),
                                        **self._planned_units(s)) for s in self.plan]
-        last_m = [s for s in self.plan if s.kind in M_STAGES][-1]
+        last_m = [s for s in self.plan if s.kind in M_STAGES and not s.track][-1]
         return dict(plan_details=self._plan_details, running=self._running, run=self._run_info,
                     final_model=dict(path=osp.abspath(osp.join(self.work_dir, 'final_model.pth')), stage=last_m.name,
                                      label=last_m.model_label))
 
     @staticmethod
     def _label(stage: Stage) -> Optional[str]:
-        if stage.kind in M_STAGES:
+        if stage.kind in M_STAGES + (ORACLE, ):
             return stage.model_label
         return f'F({stage.k})' if stage.kind == 'translation' else None
 
@@ -752,14 +1016,14 @@ class BidirectionalLoop(BaseLoop):
         try:
             if stage.kind == 'source_only' and self.source_only_checkpoint is not None:
                 return dict(units=None, unit=None)
-            if stage.kind in M_STAGES:
+            if stage.kind in M_STAGES + (ORACLE, ):
                 return dict(units=self._train_iters(self._m_stage_cfg(stage)), unit=unit)
             if stage.kind == 'translation':
                 return dict(units=self._train_iters(self._translation_cfg(stage, None)), unit=unit)
             if stage.kind == 'translate':
                 from ...apis import list_images
                 source = self.outer_cfg.train_dataloader.dataset.source
-                suffix = self.stage_cfgs['translate'].get('img_suffix', source.get('img_suffix', '.png'))
+                suffix = self.stage_cfgs['translate'].get('img_suffix', _img_suffix(source))
                 src_dir = osp.join(source.get('data_root', ''), source.data_prefix.img_path)
                 return dict(units=len(list_images(src_dir, suffix)), unit=unit)
             target = copy.deepcopy(self.outer_cfg.train_dataloader.dataset.target)

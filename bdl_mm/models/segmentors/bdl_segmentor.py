@@ -63,6 +63,8 @@ class BDLSegmentor(BaseModel):
          the number of kept pixels (label != 255; not the sum of the weights), ``w`` =
          ``data_samples.pseudo_weight`` if present, else 1 (MMSeg's ``cross_entropy`` with
          ``avg_non_ignore=True``, which divides by #kept + float32 eps): an all-255 label gives exactly 0;
+         each auxiliary head adds the same CE on its own upsampled logits times its ``loss_weight``
+         (``tgt.loss_ssl_aux``), as MMSeg adds an auxiliary head's loss on labelled data;
        - target, if ``adversarial``: ``lambda_adv * BCE(D_M(softmax(up(logits_T))), source_label)`` (Eq. 1,
          the M side), ``up`` = bilinear upsampling to the target input size with the decode head's
          ``align_corners``;
@@ -78,13 +80,16 @@ class BDLSegmentor(BaseModel):
 
     The forward passes run inside each wrapper's ``optim_context`` and the updates go through
     ``backward``/``step``/``update_params``, so ``AmpOptimWrapper`` sub-wrappers (``--amp``) work. M's two
-    backward passes per step make one update: ``accumulative_counts`` must be 1. Single-process training
-    only (the release trains with batch 1 on one GPU): MMEngine's DDP wrappers run one forward per step.
+    backward passes per step make one update: ``accumulative_counts`` must be 1. Under
+    ``MMSeparateDistributedDataParallel`` (``find_unused_parameters=False``) every forward pass of M goes through
+    its DDP wrapper and every trainable parameter gets a gradient in each backward pass: auxiliary heads read the
+    features of that same pass, and in a target pass without pseudo labels they get a zero-valued term.
 
     Args:
         segmentor (dict): Config of the MMSeg segmentor M, an ``EncoderDecoder`` (anything with
-            ``extract_feat``, a single ``decode_head`` and optional ``auxiliary_head``), including its
-            ``data_preprocessor``.
+            ``extract_feat``, a single ``decode_head`` and optional ``auxiliary_head``: DeepLabV2, DeepLabV3+,
+            SegFormer ...), including its ``data_preprocessor``: M's input normalisation, written only there
+            (F's perceptual loss and pseudo labelling follow it).
         discriminator (dict, optional): Config of D_M, e.g. ``OutputDiscriminator``. Its input channels
             must equal M's number of output channels. Required when ``adversarial`` is True.
         lambda_adv (float): Weight of M's adversarial loss. Release: 0.001 (DeepLabV2-R101),
@@ -95,8 +100,8 @@ class BDLSegmentor(BaseModel):
         source_label (float): D_M label of source predictions (release: 0).
         target_label (float): D_M label of target predictions (release: 1).
         data_preprocessor (dict, optional): Set by MMEngine's Runner from the config's top-level
-            ``data_preprocessor``; used for the segmentor if its config has none, else it must be equal to the
-            segmentor's (which normalises both domains).
+            ``data_preprocessor`` (None in the BDL base configs); used for the segmentor if its config has none,
+            else it must be equal to the segmentor's (which normalises both domains).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -110,15 +115,22 @@ class BDLSegmentor(BaseModel):
                  target_label: float = 1.,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None):
-        # MMEngine's Runner passes the config's top-level `data_preprocessor` here: it must be the segmentor's
-        # (or fill it in when the segmentor has none), since one preprocessor serves both domains.
+        # M's input normalisation is written once, in model.segmentor.data_preprocessor. MMEngine's Runner passes
+        # the config's top-level `data_preprocessor` here (None in the BDL bases): it fills in a segmentor without
+        # one, and is otherwise refused unless equal, since one preprocessor serves both domains.
+        seg_dp = segmentor.get('data_preprocessor')
         if data_preprocessor is not None:
-            seg_dp = segmentor.get('data_preprocessor')
             if seg_dp is None:
                 segmentor = dict(segmentor, data_preprocessor=data_preprocessor)
             elif dict(seg_dp) != dict(data_preprocessor):
+                diff = sorted(k for k in set(seg_dp) | set(data_preprocessor)
+                              if seg_dp.get(k) != data_preprocessor.get(k))
                 raise ValueError(f'BDLSegmentor: data_preprocessor {dict(data_preprocessor)} differs from '
-                                 f'model.segmentor.data_preprocessor {dict(seg_dp)}; set it on model.segmentor only')
+                                 f'model.segmentor.data_preprocessor {dict(seg_dp)} (in {", ".join(diff)}); M\'s '
+                                 'normalisation is set on model.segmentor only: remove the other one')
+        elif seg_dp is None:
+            raise ValueError('BDLSegmentor: model.segmentor.data_preprocessor is missing: M\'s input normalisation '
+                             "(type='SegDataPreProcessor', mean, std, bgr_to_rgb) is written there, once")
         super().__init__(init_cfg=init_cfg)
         self.segmentor = MODELS.build(segmentor)
         if not hasattr(self.segmentor, 'extract_feat') or not isinstance(
@@ -158,32 +170,56 @@ class BDLSegmentor(BaseModel):
         return self.segmentor.test_step(data)
 
     # ------------------------------------------------------------------ training
-    def _logits(self, inputs: Tensor, data_samples: Optional[list] = None) -> Tuple[Tensor, dict]:
-        """Decode-head logits (feature resolution) and, given labelled samples, the segmentor's losses.
+    def _logits(self, inputs: Tensor, data_samples: Optional[list] = None,
+                with_feats: bool = False) -> Tuple[Tensor, dict, Optional[list]]:
+        """Decode-head logits (feature resolution), the segmentor's losses given labelled samples, and M's
+        features when auxiliary heads need them.
 
-        Same computation as ``EncoderDecoder.loss`` (decode head ``forward`` + ``loss_by_feat``, auxiliary
-        heads), but the logits are kept for D_M. Without auxiliary heads the forward pass goes through
-        ``self.segmentor(mode='tensor')`` so that a DDP wrapper around the segmentor
-        (``MMSeparateDistributedDataParallel``) sees it and synchronises the gradients.
+        Same computation as ``EncoderDecoder.loss`` (decode head ``forward`` + ``loss_by_feat``, auxiliary heads),
+        but the logits are kept for D_M. The forward pass always goes through ``self.segmentor(mode='tensor')``,
+        so that a DDP wrapper around the segmentor (``MMSeparateDistributedDataParallel``) sees it and
+        synchronises the gradients; the features for the auxiliary heads (``extract_feat``'s output: the neck's,
+        else the backbone's) are taken from that same pass by a forward hook. They are returned (third item)
+        when the segmentor has auxiliary heads and ``data_samples`` or ``with_feats`` is given, else None.
         """
         seg = _unwrap(self.segmentor)
-        if seg.with_auxiliary_head:
-            if seg is not self.segmentor:
-                raise NotImplementedError('BDLSegmentor: auxiliary heads are not supported under DDP')
-            feats = seg.extract_feat(inputs)
-            logits = seg.decode_head(feats)
-        else:
-            feats, logits = None, self.segmentor(inputs, None, mode='tensor')
+        captured = []
+        handle = None
+        if seg.with_auxiliary_head and (data_samples is not None or with_feats):
+            feat_module = seg.neck if seg.with_neck else seg.backbone
+            handle = feat_module.register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            logits = self.segmentor(inputs, None, mode='tensor')
+        finally:
+            if handle is not None:
+                handle.remove()
+        feats = captured[-1] if captured else None
         losses = dict()
         if data_samples is not None:
             losses.update(add_prefix(seg.decode_head.loss_by_feat(logits, data_samples), 'decode'))
-            if seg.with_auxiliary_head:
+            if feats is not None:
                 losses.update(seg._auxiliary_head_forward_train(feats, data_samples))
-        return logits, losses
+        return logits, losses, feats
 
-    def _upsample(self, logits: Tensor, size: torch.Size) -> Tensor:
-        return F.interpolate(logits, size=size, mode='bilinear',
-                             align_corners=_unwrap(self.segmentor).decode_head.align_corners)
+    @staticmethod
+    def _aux_heads(seg: nn.Module) -> list:
+        """``[(log suffix, head)]`` of the segmentor's auxiliary heads, named as MMSeg names their losses."""
+        if not seg.with_auxiliary_head:
+            return []
+        if isinstance(seg.auxiliary_head, nn.ModuleList):
+            return [(f'aux_{idx}', head) for idx, head in enumerate(seg.auxiliary_head)]
+        return [('aux', seg.auxiliary_head)]
+
+    @staticmethod
+    def _loss_weight(head: nn.Module) -> float:
+        """The sum of the ``loss_weight`` of a head's ``loss_decode`` terms (MMSeg's weight of that head's loss)."""
+        losses = head.loss_decode if isinstance(head.loss_decode, nn.ModuleList) else [head.loss_decode]
+        return float(sum(getattr(loss, 'loss_weight', 1.0) for loss in losses))
+
+    def _upsample(self, logits: Tensor, size: torch.Size, align_corners: Optional[bool] = None) -> Tensor:
+        if align_corners is None:
+            align_corners = _unwrap(self.segmentor).decode_head.align_corners
+        return F.interpolate(logits, size=size, mode='bilinear', align_corners=align_corners)
 
     def _bce(self, d_out: Tensor, label: float) -> Tensor:
         return F.binary_cross_entropy_with_logits(d_out, torch.full_like(d_out, label))
@@ -254,6 +290,11 @@ class BDLSegmentor(BaseModel):
             if getattr(wrapper, '_accumulative_counts', 1) != 1:
                 raise ValueError(f'BDLSegmentor: optim_wrapper.{name}.accumulative_counts must be 1, got '
                                  f'{wrapper._accumulative_counts}')
+        dp = self.data_preprocessor
+        if hasattr(dp, 'size_divisor') and getattr(dp, 'size', None) is None and dp.size_divisor is None:
+            # MMSeg's stack_batch would stop here with a bare assertion
+            raise ValueError('BDLSegmentor: model.segmentor.data_preprocessor needs size or size_divisor to batch '
+                             'training images (MMSeg pads them); size_divisor=1 pads nothing')
         src = self.data_preprocessor(data['source'], True)
         num_classes = _unwrap(self.segmentor).decode_head.out_channels
         _check_label_values(src['data_samples'], num_classes, 'seg_map_path')
@@ -269,7 +310,7 @@ class BDLSegmentor(BaseModel):
 
         try:
             with seg_optim.optim_context(self):
-                src_logits, src_losses = self._logits(src['inputs'], src['data_samples'])
+                src_logits, src_losses, _ = self._logits(src['inputs'], src['data_samples'])
                 src_loss, src_log = self.parse_losses(src_losses)
             src_log.pop('loss')
             log_vars.update(add_prefix(src_log, 'src'))
@@ -283,23 +324,39 @@ class BDLSegmentor(BaseModel):
                 _check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
                 pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
             if not source_only and (pseudo is not None or adversarial):
+                # Auxiliary heads: trained on the pseudo labels as MMSeg trains them on labels (same CE, times the
+                # head's loss_weight); without pseudo labels they get a zero term under DDP, where every parameter
+                # must receive a gradient in each backward pass (find_unused_parameters=False).
+                seg = _unwrap(self.segmentor)
+                aux_heads = self._aux_heads(seg) if (pseudo is not None or seg is not self.segmentor) else []
                 with seg_optim.optim_context(self):
-                    tgt_logits, _ = self._logits(tgt['inputs'])
+                    tgt_logits, _, tgt_feats = self._logits(tgt['inputs'], with_feats=bool(aux_heads))
                     tgt_up = self._upsample(tgt_logits, tgt_shape)
                     tgt_losses = dict()
                     if pseudo is not None:
                         tgt_losses['loss_ssl'] = self.lambda_ssl * cross_entropy(
                             tgt_up, pseudo, weight=pseudo_w, reduction='mean', ignore_index=255, avg_non_ignore=True)
+                    unused = None
+                    for suffix, head in aux_heads:
+                        aux_logits = head(tgt_feats)
+                        if pseudo is None:
+                            unused = aux_logits.sum() * 0. if unused is None else unused + aux_logits.sum() * 0.
+                            continue
+                        aux_up = self._upsample(aux_logits, tgt_shape, head.align_corners)
+                        tgt_losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * cross_entropy(
+                            aux_up, pseudo, weight=pseudo_w, reduction='mean', ignore_index=255, avg_non_ignore=True)
                     if adversarial:
                         # the unwrapped D_M: only the gradient w.r.t. its input is wanted here, so no DDP sync
                         d_out = _unwrap(self.discriminator)(F.softmax(tgt_up, dim=1))
                         tgt_losses['loss_adv'] = self.lambda_adv * self._bce(d_out, self.source_label)
                     tgt_loss, tgt_log = self.parse_losses(tgt_losses)
+                    if unused is not None:
+                        tgt_loss = tgt_loss + unused
                 tgt_log.pop('loss')
                 log_vars.update(add_prefix(tgt_log, 'tgt'))
                 seg_optim.backward(tgt_loss)
                 tgt_logits = tgt_logits.detach()
-                del tgt_up, tgt_loss
+                del tgt_up, tgt_loss, tgt_feats
             seg_optim.step()
             seg_optim.zero_grad()
         finally:

@@ -15,5 +15,8 @@ model = dict(
     adversarial=True,
     source_label=0,
     target_label=1)
+# M's input normalisation is written once, in model.segmentor.data_preprocessor: the top-level one MMEngine's Runner
+# would pass to BDLSegmentor is cleared, so that a config replacing the segmentor needs to state it nowhere else.
+data_preprocessor = None
 # Distributed runs: M and D_M are wrapped separately (BDLSegmentor.train_step drives both optimisers).
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False, find_unused_parameters=False)

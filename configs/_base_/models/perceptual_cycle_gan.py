@@ -40,8 +40,8 @@ model = dict(
     # M(k-1): an MMSeg model config (dict, or path of a config whose `model` is used, BDLSegmentor included) and
     # its checkpoint (an MMSeg or a BDLSegmentor checkpoint); set checkpoint per round (Algorithm 1).
     segmentor=dict(config='{{ fileDirname }}/deeplabv2_r101.py', checkpoint=None, num_classes=19),
-    # M's input, checked against M's data_preprocessor at build: BGR 0-255 minus the caffe mean (release).
-    seg_input=dict(mean=[104.00698793, 116.66876762, 122.67891434], std=[1., 1., 1.], channel_order='BGR'),
+    # M's input format: not written here, it follows M's data_preprocessor (DeepLabV2: BGR 0-255 minus the caffe mean,
+    # as the release); a seg_input=dict(mean=..., std=..., channel_order=...) set here is checked against it at build.
     # Release: MSE between instance-normalised logits; the paper's L1 is distance='l1'.
     perceptual_loss=dict(lambda_per=0.1, lambda_per_recon=10., distance='mse_instance_norm', batch_mode='split'),
     # Release (pytorch-CycleGAN optimize_parameters): generators updated first, then discriminators; MMagic's own

@@ -1,0 +1,132 @@
+"""Per-stage diagnostics (bdl_mm.evaluation.stage_diagnostics): hand-computed image statistics, consistency of a
+segmentor on S and S', pseudo-label kept ratios and precision against target labels."""
+import os
+import os.path as osp
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import PixelData
+from toy_helpers import make_converted_toy
+
+from bdl_mm.evaluation.stage_diagnostics import (
+    image_statistics,
+    miou,
+    pseudo_label_diagnostics,
+    statistics_distance,
+    subset,
+    translation_consistency,
+)
+
+
+def test_subset_is_evenly_spaced_and_deterministic():
+    assert subset(range(10), 4) == [0, 2, 5, 7]
+    assert subset([3, 1, 2], None) == [1, 2, 3] and subset([3, 1, 2], 5) == [1, 2, 3] and subset([1], 0) == []
+
+
+def test_image_statistics_by_hand(tmp_path):
+    a = np.zeros((2, 3, 3), np.uint8)
+    a[..., 0], a[..., 1], a[..., 2] = 10, 20, 30
+    b = np.zeros((2, 3, 3), np.uint8)
+    b[0], b[1] = 0, 100  # per channel: mean 50, std 50
+    cv2.imwrite(str(tmp_path / 'a.png'), a)
+    cv2.imwrite(str(tmp_path / 'b.png'), b)
+    stats_a = image_statistics([str(tmp_path / 'a.png')])
+    assert stats_a['mean'] == [10, 20, 30] and stats_a['std'] == [0, 0, 0]
+    stats_ab = image_statistics([str(tmp_path / 'a.png'), str(tmp_path / 'b.png')])
+    both = np.concatenate([a.reshape(-1, 3), b.reshape(-1, 3)]).astype(np.float64)
+    np.testing.assert_allclose(stats_ab['mean'], both.mean(0))
+    np.testing.assert_allclose(stats_ab['std'], both.std(0))
+    stats_b = image_statistics([str(tmp_path / 'b.png')])
+    # |10-50| + |20-50| + |30-50| + 3 x |0-50|, over 6
+    assert statistics_distance(stats_a, stats_b) == pytest.approx((40 + 30 + 20 + 150) / 6)
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    return make_converted_toy(tmp_path_factory.mktemp('diag_toy'), num_source=3, num_target_train=3,
+                              num_target_val=1)
+
+
+class LabelCopier(torch.nn.Module):
+    """A segmentor that predicts a fixed function of the true label (the identity, or one class everywhere)."""
+
+    def __init__(self, constant=None):
+        super().__init__()
+        self.constant = constant
+        self.inputs = []
+
+    def test_step(self, data):
+        samples = data['data_samples']
+        self.inputs.append(data['inputs'][0].float().mean().item())
+        for sample in samples:
+            label = sample.gt_sem_seg.data.clone()
+            label[label == 255] = 0
+            if self.constant is not None:
+                label[:] = self.constant
+            sample.pred_sem_seg = PixelData(data=label)
+        return samples
+
+
+def source_cfg(toy):
+    return dict(type='GTA5Dataset', data_root=osp.join(toy, 'gta5'), data_prefix=dict(img_path='images',
+                                                                                       seg_map_path='labels'),
+                pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                          dict(type='Resize', scale=(64, 36), keep_ratio=False), dict(type='PackSegInputs')])
+
+
+def test_translation_consistency_reads_the_translated_images(toy, tmp_path):
+    import bdl_mm  # noqa: F401
+    translated = tmp_path / 'translated'
+    shutil.copytree(osp.join(toy, 'gta5', 'images'), translated)
+    for name in os.listdir(translated):  # S': the source images inverted
+        cv2.imwrite(str(translated / name), 255 - cv2.imread(str(translated / name)))
+    model = LabelCopier()
+    out = translation_consistency(model, source_cfg(toy), str(translated), num_classes=19, num_images=2)
+    assert out == dict(miou_on_source=100.0, miou_on_translated=100.0, num_images=2)
+    assert len(model.inputs) == 4 and model.inputs[0] + model.inputs[2] == pytest.approx(255, abs=1)  # S, then S'
+    # one class everywhere: mIoU = IoU(road) / number of classes present, from the labels by hand
+    labels = []
+    for name in sorted(os.listdir(osp.join(toy, 'gta5', 'labels')))[:1]:
+        lab = cv2.imread(osp.join(toy, 'gta5', 'labels', name.replace('.png', '_labelTrainIds.png')),
+                         cv2.IMREAD_UNCHANGED)
+        labels.append(lab)
+    out = translation_consistency(LabelCopier(constant=0), source_cfg(toy), str(translated), 19, num_images=1)
+    lab = labels[0]
+    present = np.unique(lab[lab != 255])
+    expected = 100 * ((lab == 0).sum() / (lab != 255).sum()) / len(present)
+    assert out['miou_on_source'] == pytest.approx(expected, rel=1e-6)
+
+
+def test_miou_of_a_confusion_matrix():
+    conf = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
+    assert miou(conf) == pytest.approx(100 * (3 / 4 + 2 / 3) / 2)  # class 2 absent: left out
+
+
+def test_pseudo_label_precision_by_hand(tmp_path):
+    import bdl_mm  # noqa: F401
+    root = tmp_path / 'cs'
+    img_dir, gt_dir, pl_dir = root / 'leftImg8bit/train/c', root / 'gtFine/train/c', tmp_path / 'pl' / 'c'
+    for d in (img_dir, gt_dir, pl_dir):
+        d.mkdir(parents=True)
+    cv2.imwrite(str(img_dir / 'c_000000_000000_leftImg8bit.png'), np.zeros((4, 8, 3), np.uint8))
+    gt = np.zeros((4, 8), np.uint8)
+    gt[:, 4:] = 2
+    gt[0, 0] = 255  # ignored in the true labels: left out
+    cv2.imwrite(str(gt_dir / 'c_000000_000000_gtFine_labelTrainIds.png'), gt)
+    pl = np.full((2, 4), 255, np.uint8)  # half the size: the true labels are resized (nearest)
+    pl[0, :] = [0, 0, 2, 2]  # gt (nearest) row 0: [255, 0, 2, 2] -> 0 at 255 left out, 0 right, 2 right x 2
+    pl[1, :2] = [2, 0]  # gt row 1 (from row 2): [0, 0, ...] -> 2 wrong, 0 right
+    cv2.imwrite(str(pl_dir / 'c_000000_000000_leftImg8bit.png'), pl)
+    summary = dict(kept_ratio=0.75, kept_ratio_per_class=[0.5, None, 1.0])
+    classes = ('road', 'sidewalk', 'building')
+    dataset = dict(type='CityscapesDataset', data_root=str(root),
+                   data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'), pipeline=[])
+    out = pseudo_label_diagnostics(str(tmp_path / 'pl'), summary, classes, dataset)
+    assert out['kept_ratio'] == 0.75 and out['kept_ratio_per_class'] == {'road': 0.5, 'building': 1.0}
+    # kept and labelled: road 2 (2 right), building 3 (2 right)
+    assert out['precision'] == pytest.approx(100 * 4 / 5)
+    assert out['precision_per_class'] == {'road': 100.0, 'building': pytest.approx(100 * 2 / 3)}
+    assert 'precision' not in pseudo_label_diagnostics(str(tmp_path / 'pl'), summary, classes, None)

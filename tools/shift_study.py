@@ -1,0 +1,259 @@
+"""Does the procedure help on shifts it was not tuned on? One command: the toy config on several toy shift families,
+several seeds each, one table.
+
+For each family (``tools/make_toy_data.py --shift NAME``: the same source, a target shifted by colour, sensor,
+texture or layout, or today's ``toy`` shift) the study writes the data once (the real converters), then runs
+``tools/train.py CONFIG`` unchanged but for its data roots and ``randomness.seed``, once per seed. The config's
+``train_cfg.references`` gives every column from the same run: the source-only M(0), the translation baselines in
+F's place (colour transfer, FDA) through the same plan, BDL's final model (the last stage of its plan) and, for
+information, its best stage, and the target-supervised oracle. Nothing is tuned per family::
+
+    python tools/shift_study.py [--config configs/bdl_toy.py] [--families toy colour sensor texture layout]
+        [--seeds 0 1 2] [--work-dir work_dirs/shift_study]
+
+It is resumable: a finished run is read, not rerun, and an interrupted one continues (``tools/train.py --resume``).
+After every run it rewrites ``WORK_DIR/results.{md,json,png}``: one row per family, one column per method, each
+cell the mean and standard deviation over the seeds done (n stated), the gap (oracle - source-only), and per
+family the checks of the study: BDL final > source-only, BDL final >= colour transfer, BDL final within 1 point of
+its best stage. Each run's console goes to ``WORK_DIR/<family>/seed<S>/study.log``. CPU: about 15 minutes per run
+of ``configs/bdl_toy.py`` on 2 cores.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import time
+
+TOOLS = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(TOOLS)
+sys.path.insert(0, ROOT)
+FAMILIES = ('toy', 'colour', 'sensor', 'texture', 'layout')
+# study columns: the reference rows of a run's results.json (bdl_mm.apis.stage_outputs.reference_rows), by name
+COLUMNS = (('source-only', 'source-only'), ('reinhard', 'colour transfer'), ('fda', 'FDA'), ('BDL', 'BDL final'),
+           ('BDL:best', 'BDL best (val)'), ('oracle', 'oracle'))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Run the toy config on several toy shift families and seeds')
+    parser.add_argument('--config', default=osp.join(ROOT, 'configs', 'bdl_toy.py'),
+                        help='the one config of every family (default: configs/bdl_toy.py)')
+    parser.add_argument('--families', nargs='+', default=list(FAMILIES[:4]), help=f'from {", ".join(FAMILIES)}')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--work-dir', default='work_dirs/shift_study')
+    parser.add_argument('--data-seed', type=int, default=0, help='seed of the generated data (the same for all runs)')
+    parser.add_argument('--num-source', type=int, default=48, help='size of the generated data (toy default)')
+    parser.add_argument('--num-target-train', type=int, default=48)
+    parser.add_argument('--num-target-val', type=int, default=8)
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='more key=value overrides, the same for every family and seed')
+    parser.add_argument('--dry-run', action='store_true', help='write the data and print the commands; train nothing')
+    args = parser.parse_args(argv)
+    unknown = [f for f in args.families if f not in FAMILIES]
+    if unknown:
+        parser.error(f'--families: unknown family {unknown[0]!r}; known: {", ".join(FAMILIES)}')
+    return args
+
+
+def _run_tool(rel_path: str, *argv):
+    """Run a script of tools/ in this process (its ``main`` with ``argv``), its console output dropped."""
+    import contextlib
+    import importlib.util
+    import io
+    spec = importlib.util.spec_from_file_location('study_' + rel_path.replace('/', '_')[:-3], osp.join(TOOLS, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old = sys.argv
+    sys.argv = [rel_path, *map(str, argv)]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            module.main()
+    finally:
+        sys.argv = old
+
+
+def make_family_data(family: str, data_dir: str, args) -> str:
+    """The family's toy pair in the real formats under ``data_dir/family`` (written once, atomically: a folder
+    appears complete or not at all)."""
+    out = osp.join(data_dir, family)
+    if osp.isfile(osp.join(out, '.complete')):
+        return out
+    tmp = out + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    _run_tool('make_toy_data.py', tmp, '--shift', family, '--seed', args.data_seed, '--num-source', args.num_source,
+              '--num-target-train', args.num_target_train, '--num-target-val', args.num_target_val)
+    _run_tool('dataset_converters/gta5.py', osp.join(tmp, 'gta5'), '--nproc', 1)
+    _run_tool('dataset_converters/cityscapes.py', osp.join(tmp, 'cityscapes'), '--nproc', 1)
+    open(osp.join(tmp, '.complete'), 'w').close()
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def train_command(args, data_root: str, run_dir: str, seed: int):
+    src, tgt = osp.join(osp.abspath(data_root), 'gta5') + '/', osp.join(osp.abspath(data_root), 'cityscapes') + '/'
+    options = [f'randomness.seed={seed}', f'train_dataloader.dataset.source.data_root={src}',
+               f'train_dataloader.dataset.target.data_root={tgt}', f'val_dataloader.dataset.data_root={tgt}',
+               f'test_dataloader.dataset.data_root={tgt}'] + list(args.cfg_options)
+    return [sys.executable, osp.join(TOOLS, 'train.py'), args.config, '--work-dir', run_dir, '--resume',
+            '--cfg-options', *options]
+
+
+def run_finished(run_dir: str) -> bool:
+    path = osp.join(run_dir, 'results.json')
+    if not osp.isfile(path) or not osp.isfile(osp.join(run_dir, 'final_model.pth')):
+        return False
+    with open(path) as f:
+        results = json.load(f)
+    return results.get('stages_done') == results.get('stages_planned')
+
+
+def run_values(run_dir: str) -> dict:
+    """The study's columns of one finished run (its results.json reference rows) and its diagnostics."""
+    with open(osp.join(run_dir, 'results.json')) as f:
+        results = json.load(f)
+    values = {}
+    for row in results.get('references') or []:
+        if row.get('mIoU') is not None:
+            values[row['name']] = row['mIoU']
+        if row.get('best_mIoU') is not None and row['name'] not in ('source-only', 'oracle'):
+            values[row['name'] + ':best'] = row['best_mIoU']
+    return dict(values=values, diagnostics=results.get('diagnostics') or [])
+
+
+def mean_sd(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None, 0
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean)**2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return mean, sd, len(xs)
+
+
+def summarise(runs: dict, families, seeds) -> dict:
+    """``runs[family][seed] = run_values(...)`` -> per family and column: mean, sd, n, the per-seed values, and
+    the study's checks (on the means)."""
+    table = {}
+    for family in families:
+        done = {s: runs[family][s] for s in seeds if s in runs.get(family, {})}
+        row = dict(seeds=sorted(done), columns={})
+        for key, _ in COLUMNS:
+            per_seed = {s: done[s]['values'].get(key) for s in done}
+            mean, sd, n = mean_sd(per_seed.values())
+            row['columns'][key] = dict(mean=mean, sd=sd, n=n, per_seed=per_seed)
+        col = {k: v['mean'] for k, v in row['columns'].items()}
+        if col.get('oracle') is not None and col.get('source-only') is not None:
+            row['gap'] = col['oracle'] - col['source-only']
+        if col.get('BDL') is not None:
+            row['checks'] = dict(
+                beats_source_only=None if col.get('source-only') is None else col['BDL'] > col['source-only'],
+                matches_colour_transfer=None if col.get('reinhard') is None else col['BDL'] >= col['reinhard'],
+                final_within_1_of_best=None if col.get('BDL:best') is None else col['BDL:best'] - col['BDL'] <= 1.0)
+        table[family] = row
+    return table
+
+
+def format_table(table: dict, seeds) -> str:
+    header = ['shift'] + [title for _, title in COLUMNS] + ['gap (oracle - source)', 'seeds',
+                                                            'final > source', 'final >= colour', 'final ~ best']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for family, row in table.items():
+        cells = [family]
+        for key, _ in COLUMNS:
+            c = row['columns'][key]
+            cells.append('-' if c['mean'] is None else f'{c["mean"]:.1f} ± {c["sd"]:.1f}' + (
+                f' (n={c["n"]})' if c['n'] != len(seeds) else ''))
+        cells.append('-' if row.get('gap') is None else f'{row["gap"]:.1f}')
+        cells.append(','.join(map(str, row['seeds'])) or '-')
+        checks = row.get('checks') or {}
+        for key in ('beats_source_only', 'matches_colour_transfer', 'final_within_1_of_best'):
+            cells.append({True: 'yes', False: 'NO', None: '-'}[checks.get(key)])
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot(table: dict, out_path: str):
+    import io
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from bdl_mm.apis.stage_outputs import atomic_write_bytes
+    families = list(table)
+    keys = [k for k, _ in COLUMNS if k != 'BDL:best']
+    titles = dict(COLUMNS)
+    fig, ax = plt.subplots(figsize=(1.6 * len(families) + 3, 3.8))
+    width = 0.8 / len(keys)
+    for j, key in enumerate(keys):
+        means = [table[f]['columns'][key]['mean'] for f in families]
+        sds = [table[f]['columns'][key]['sd'] or 0 for f in families]
+        xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(families))]
+        ax.bar(xs, [m if m is not None else 0 for m in means], width, yerr=sds, capsize=2, label=titles[key])
+    ax.set_xticks(range(len(families)), families)
+    ax.set_ylabel('target val mIoU (%), mean ± sd over seeds')
+    ax.grid(axis='y', alpha=0.3)
+    ax.legend(fontsize=7, ncol=3, loc='upper left')
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(out_path, buf.getvalue())
+
+
+def write_results(work_dir: str, runs: dict, families, seeds, config: str):
+    from bdl_mm.apis.stage_outputs import atomic_write_bytes, atomic_write_json
+    table = summarise(runs, families, seeds)
+    md = (f'Shift study: {osp.relpath(config, ROOT) if config.startswith(ROOT) else config} on each family, seeds '
+          f'{", ".join(map(str, seeds))}; mean ± sd over the seeds done (target val mIoU, %). BDL final = the last '
+          'stage of its plan; BDL best = its best stage on the val labels, for information only.\n\n'
+          + format_table(table, seeds))
+    atomic_write_bytes(osp.join(work_dir, 'results.md'), md.encode())
+    atomic_write_json(osp.join(work_dir, 'results.json'), dict(config=config, seeds=list(seeds), families=table,
+                                                               runs=runs))
+    plot(table, osp.join(work_dir, 'results.png'))
+    return md
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    work_dir = args.work_dir
+    os.makedirs(work_dir, exist_ok=True)
+    runs = {}
+    total = len(args.families) * len(args.seeds)
+    n = 0
+    start = time.time()
+    for family in args.families:
+        data_root = make_family_data(family, osp.join(work_dir, 'data'), args)
+        for seed in args.seeds:
+            n += 1
+            run_dir = osp.join(work_dir, family, f'seed{seed}')
+            command = train_command(args, data_root, run_dir, seed)
+            if args.dry_run:
+                print(' '.join(command))
+                continue
+            if not run_finished(run_dir):
+                os.makedirs(run_dir, exist_ok=True)
+                t0 = time.time()
+                print(f'[study] run {n}/{total}: {family}, seed {seed} -> {run_dir} (log: {run_dir}/study.log)',
+                      flush=True)
+                with open(osp.join(run_dir, 'study.log'), 'a') as log:
+                    proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+                if proc.returncode != 0:
+                    raise SystemExit(f'error: run {family}/seed{seed} failed (exit {proc.returncode}); see '
+                                     f'{run_dir}/study.log; rerun the same command to resume')
+                print(f'[study] run {n}/{total} done in {time.time() - t0:.0f} s', flush=True)
+            else:
+                print(f'[study] run {n}/{total}: {family}, seed {seed}: finished earlier, read', flush=True)
+            runs.setdefault(family, {})[seed] = run_values(run_dir)
+            write_results(work_dir, runs, args.families, args.seeds, args.config)
+    if not args.dry_run:
+        print(write_results(work_dir, runs, args.families, args.seeds, args.config))
+        print(f'[study] {total} runs in {time.time() - start:.0f} s; {work_dir}/results.md, .json, .png')
+
+
+if __name__ == '__main__':
+    main()
