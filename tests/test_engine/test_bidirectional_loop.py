@@ -99,7 +99,8 @@ def test_toy_pipeline_runs_every_stage_in_order(toy, tmp_path):
         assert osp.isfile(osp.join(work, name, 'segmentor.pth'))
         assert osp.isfile(osp.join(work, name, 'samples.png'))
         assert 0 <= state['stages'][name]['metrics']['mIoU'] <= 100
-    assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == sorted(os.listdir(osp.join(toy, 'gta5/images')))
+    assert sorted(n for n in os.listdir(osp.join(work, 'k1/translate')) if n != 'diagnostics.json') == sorted(
+        os.listdir(osp.join(toy, 'gta5/images')))
     assert state['stages']['k1/translate']['counts']['written'] == 6
     summary = json.load(open(osp.join(work, 'k1/ssl1', 'summary.json')))
     assert summary['num_images'] == 4 and 0 <= summary['kept_ratio'] <= 1
@@ -110,7 +111,8 @@ def test_toy_pipeline_runs_every_stage_in_order(toy, tmp_path):
     assert state['stages']['k1/m1']['translated_dir'].endswith('k1/translate')
     # the results table (paper's Table 2 layout) is written and printed
     table = open(osp.join(work, 'results.md')).read()
-    assert [line.split('|')[1].strip() for line in table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
+    stages_table = table.split('\n\n')[0]  # then the diagnostics tables
+    assert [line.split('|')[1].strip() for line in stages_table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
     assert 'M_1(1)' in proc.stdout and 'mIoU16' in proc.stdout
     assert osp.isfile(osp.join(work, 'final_model.pth'))
     check_concise_console_tensorboard_and_status(proc.stdout, work, state)
@@ -134,7 +136,8 @@ def check_concise_console_tensorboard_and_status(stdout, work, state):
     assert [sum(f'[BDL] {s} iter ' in line for line in lines) for s in ('m0', 'k1/translation', 'k1/m0', 'k1/m1')] == [
         2, 1, 2, 2]
     assert sum(line.startswith('| M_1(1) |') for line in lines) == 1  # the table, once
-    assert 'System environment' not in stdout and 'Iter(train)' not in stdout and len(lines) < 60, stdout
+    # the results table and its diagnostics tables, printed once
+    assert 'System environment' not in stdout and 'Iter(train)' not in stdout and len(lines) < 70, stdout
     for name in ('m0', 'k1/translation', 'k1/m0', 'k1/m1'):  # the environment, config and mmengine lines: in the files
         log = ''.join(open(p).read() for p in glob.glob(osp.join(work, name, '*', '*.log')))
         assert 'System environment' in log and 'Config:' in log and '(train)' in log, name
@@ -211,7 +214,8 @@ def test_two_process_torchrun_on_cpu(toy, tmp_path):
     state = read_state(work)
     assert list(state['stages']) == STAGES_K1_N1
     # translation and pseudo labelling were split across the ranks and still cover every image once
-    assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == sorted(os.listdir(osp.join(toy, 'gta5/images')))
+    assert sorted(n for n in os.listdir(osp.join(work, 'k1/translate')) if n != 'diagnostics.json') == sorted(
+        os.listdir(osp.join(toy, 'gta5/images')))
     assert json.load(open(osp.join(work, 'k1/ssl1', 'summary.json')))['num_images'] == 4
     m0_log = ''.join(open(p).read() for p in glob.glob(osp.join(work, 'm0', '*', '*.log')))  # the console is concise
     assert 'Distributed training: True' in m0_log

@@ -80,7 +80,7 @@ def test_toy_fda_plan_runs_every_stage(toy, tmp_path):
     # S'(1): every source image, by its name, each exactly FDA of the source with the target drawn for it
     src_dir = osp.join(toy, 'gta5', 'images')
     names = sorted(os.listdir(src_dir))
-    assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == names
+    assert sorted(os.listdir(osp.join(work, 'k1/translate'))) == names + ['diagnostics.json']  # and its diagnostics
     fda = FDATranslator(beta=0.01)
     fda.fit(expected)
     for name in names[:2]:
@@ -88,7 +88,8 @@ def test_toy_fda_plan_runs_every_stage(toy, tmp_path):
         np.testing.assert_array_equal(out, fda.translate(cv2.imread(osp.join(src_dir, name)), name))
     assert state['stages']['k1/m1']['translated_dir'] == osp.join(work, 'k1/translate')
     table = open(osp.join(work, 'results.md')).read()
-    assert [line.split('|')[1].strip() for line in table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
+    stages_table = table.split('\n\n')[0]  # then the diagnostics tables
+    assert [line.split('|')[1].strip() for line in stages_table.splitlines()[2:]] == ['M(0)', 'M_0(1)', 'M_1(1)']
     for name in ('m0', 'k1/m0', 'k1/m1'):
         assert 0 <= state['stages'][name]['metrics']['mIoU'] <= 100
 
