@@ -5,8 +5,8 @@
 #   python tools/train.py configs/bdl_toy_fda.py --cfg-options train_cfg.stages.translation.beta=0.05
 # Another baseline: train_cfg.stages.translation.type=Reinhard (colour statistics of the target set).
 _base_ = ['./bdl_toy.py']
-# K = 1: a baseline does not depend on M, and every M run starts from the same initial weights (m_init='initial'),
-# so a second round would repeat the first exactly (same S', same seeds: measured bitwise on the toy data).
+# K = 1: a baseline does not depend on M, and every M run starts from the same weights (M(0): the toy's
+# m_init='source_only'), so a second round would repeat the first exactly (same S', same seeds).
 # References: the oracle, the colour transfer and BDL itself (F with its perceptual loss, K = 2, N = 2: the run of
 # configs/bdl_toy.py) through the same plan, from this run's M(0).
 train_cfg = dict(

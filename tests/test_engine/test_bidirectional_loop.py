@@ -261,8 +261,8 @@ def _stage_logs(work, stage):
     return ''.join(open(p).read() for p in glob.glob(osp.join(work, stage, '*', '*.log')))
 
 
-@pytest.mark.parametrize('switch', ['perceptual=False', "m_init='previous'", 'use_ssl=False', 'adversarial=False',
-                                    'use_translation=False'])
+@pytest.mark.parametrize('switch', ['perceptual=False', "m_init='previous'", "m_init='source_only'", 'use_ssl=False',
+                                    'adversarial=False', 'use_translation=False'])
 def test_each_ablation_switch_builds_and_runs(switch, toy, tmp_path):
     """Every train_cfg switch of Table 1 / the loop runs a short toy plan on its own and does what it says."""
     import torch
@@ -282,6 +282,11 @@ def test_each_ablation_switch_builds_and_runs(switch, toy, tmp_path):
         assert list(stages) == STAGES_K1_N1
         assert f'Load checkpoint from {work}/m0/final_model.pth' in _stage_logs(work, 'k1/m0')
         assert f'Load checkpoint from {work}/k1/m0/final_model.pth' in _stage_logs(work, 'k1/m1')
+    elif switch == "m_init='source_only'":  # every adaptation run starts from M(0), none from the initial weights
+        assert list(stages) == STAGES_K1_N1
+        for stage in ('k1/m0', 'k1/m1'):
+            assert f'Load checkpoint from {work}/m0/final_model.pth' in _stage_logs(work, stage)
+            assert 'init_weights.pth' not in _stage_logs(work, stage)
     elif switch == 'use_ssl=False':
         assert list(stages) == ['m0', 'k1/translation', 'k1/translate', 'k1/m0']
         meta = torch.load(osp.join(work, 'final_model.pth'), weights_only=False)['meta']

@@ -16,8 +16,8 @@ A completed stage is recorded in ``<work_dir>/bdl_state.json`` (written atomical
 Before the first stage the run refuses a config changed since it started (``bdl_config.json``,
 ``force_resume`` overrides) and scans every data set it will read (``check_data``); every training stage stops at
 a non-finite loss (``non_finite_loss``) and names a file that fails to load (docs/reliability.md).
-Every M run starts from the same initial weights (release practice, ``m_init='initial'``) or, with
-``m_init='previous'``, from the previous M of the round.
+Every M run starts from the same initial weights (release practice, ``m_init='initial'``), with
+``m_init='previous'`` from the previous M of the round, or with ``m_init='source_only'`` from M(0).
 """
 import copy
 import hashlib
@@ -155,7 +155,10 @@ class BidirectionalLoop(BaseLoop):
         m_init (str): ``'initial'`` (release): every M run starts from the same initial weights (the
             config's ``load_from``, e.g. the converted DeepLab initialisation, else the seeded random
             initialisation saved at the start); ``'previous'``: M_i(k) starts from M_(i-1)(k) and M_0(k)
-            from M(k-1).
+            from M(k-1); ``'source_only'``: every adaptation run starts from M(0)'s weights (for M trained from
+            random weights, as on the toy: M(0) plays the part of the release's segmentation-pretrained
+            initialisation, the COCO DeepLab; M(0) starts from the initial weights, the oracle of ``references``
+            from M(0) like the adaptation runs).
         source_only_checkpoint (str, optional): a trained M(0) (BDLSegmentor or plain segmentor
             checkpoint) instead of training it.
         sample_sheets (bool): save a PNG sample sheet per M stage.
@@ -217,8 +220,8 @@ class BidirectionalLoop(BaseLoop):
         for key, value in (('K', K), ('N', N)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f'train_cfg.{key} must be an integer >= 1, got {value!r}')
-        if m_init not in ('initial', 'previous'):
-            raise ValueError(f"train_cfg.m_init must be 'initial' or 'previous', got {m_init!r}")
+        if m_init not in ('initial', 'previous', 'source_only'):
+            raise ValueError(f"train_cfg.m_init must be 'initial', 'previous' or 'source_only', got {m_init!r}")
         stages = dict(stages or {})
         unknown = sorted(set(stages) - set(STAGE_KINDS))
         if unknown:
@@ -898,8 +901,9 @@ class BidirectionalLoop(BaseLoop):
             if self.source_only_checkpoint is not None:
                 return self._import_source_only(stage)
             return self._train_m(stage, None, None, init_weights)
-        if stage.kind == ORACLE:  # target-supervised reference, from the same initial weights as M(0)
-            return self._train_m(stage, None, None, init_weights)
+        if stage.kind == ORACLE:  # target-supervised reference, from the weights every adaptation run starts from
+            start = m_of_round[0]['checkpoint'] if self.m_init == 'source_only' else init_weights
+            return self._train_m(stage, None, None, start)
         if stage.kind == 'translation':
             return self._train_f(stage, m_of_round[stage.k - 1]['segmentor_checkpoint'])
         if stage.kind == 'translate':
@@ -915,6 +919,8 @@ class BidirectionalLoop(BaseLoop):
         # adaptation / ssl_adaptation
         if self.m_init == 'initial':
             load_from = init_weights
+        elif self.m_init == 'source_only':
+            load_from = m_of_round[0]['checkpoint']
         else:
             previous = prev_m if stage.kind == 'ssl_adaptation' else m_of_round[stage.k - 1]
             load_from = previous['checkpoint']
