@@ -9,14 +9,16 @@ F's place (colour transfer, FDA) through the same plan, BDL's final model (the l
 information, its best stage, and the target-supervised oracle. Nothing is tuned per family::
 
     python tools/shift_study.py [--config configs/bdl_toy.py] [--families toy colour sensor texture layout]
-        [--seeds 0 1 2] [--work-dir work_dirs/shift_study]
+        [--seeds 0 1 2] [--work-dir work_dirs/shift_study] [--jobs 2 [--threads 1]]
 
 It is resumable: a finished run is read, not rerun, and an interrupted one continues (``tools/train.py --resume``).
 After every run it rewrites ``WORK_DIR/results.{md,json,png}``: one row per family, one column per method, each
 cell the mean and standard deviation over the seeds done (n stated), the gap (oracle - source-only), and per
 family the checks of the study: BDL final > source-only, BDL final >= colour transfer, BDL final within 1 point of
-its best stage. Each run's console goes to ``WORK_DIR/<family>/seed<S>/study.log``. CPU: about 15 minutes per run
-of ``configs/bdl_toy.py`` on 2 cores.
+its best stage. Each run's console goes to ``WORK_DIR/<family>/seed<S>/study.log``. Runs go seed by seed (every family's
+seed 0 first, so a partial study covers every family); ``--jobs 2`` runs two side by side with one thread each
+(on 2 cores, more work per hour than one run on two threads: the toy's small convolutions do not scale to a second
+thread). A run's figures depend slightly on its thread count (the order of float sums), so the study records it.
 """
 import argparse
 import json
@@ -50,11 +52,17 @@ def parse_args(argv=None):
     parser.add_argument('--num-target-val', type=int, default=8)
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='more key=value overrides, the same for every family and seed')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs side by side (default 1); each gets --threads CPU threads')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads per run (default: the CPU count divided by --jobs)')
     parser.add_argument('--dry-run', action='store_true', help='write the data and print the commands; train nothing')
     args = parser.parse_args(argv)
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         parser.error(f'--families: unknown family {unknown[0]!r}; known: {", ".join(FAMILIES)}')
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error('--jobs and --threads must be >= 1')
     return args
 
 
@@ -204,54 +212,87 @@ def plot(table: dict, out_path: str):
     atomic_write_bytes(out_path, buf.getvalue())
 
 
-def write_results(work_dir: str, runs: dict, families, seeds, config: str):
+def write_results(work_dir: str, runs: dict, families, seeds, config: str, threads=None):
     from bdl_mm.apis.stage_outputs import atomic_write_bytes, atomic_write_json
     table = summarise(runs, families, seeds)
     md = (f'Shift study: {osp.relpath(config, ROOT) if config.startswith(ROOT) else config} on each family, seeds '
-          f'{", ".join(map(str, seeds))}; mean ± sd over the seeds done (target val mIoU, %). BDL final = the last '
+          f'{", ".join(map(str, seeds))}' + (f' ({threads} CPU threads per run)' if threads else '')
+          + '; mean ± sd over the seeds done (target val mIoU, %). BDL final = the last '
           'stage of its plan; BDL best = its best stage on the val labels, for information only.\n\n'
           + format_table(table, seeds))
     atomic_write_bytes(osp.join(work_dir, 'results.md'), md.encode())
-    atomic_write_json(osp.join(work_dir, 'results.json'), dict(config=config, seeds=list(seeds), families=table,
-                                                               runs=runs))
+    atomic_write_json(osp.join(work_dir, 'results.json'), dict(config=config, seeds=list(seeds), threads=threads,
+                                                               families=table, runs=runs))
     plot(table, osp.join(work_dir, 'results.png'))
     return md
+
+
+def _run_env(threads: int) -> dict:
+    """The environment of one run: ``threads`` CPU threads for torch/OpenMP (several runs side by side must not
+    oversubscribe the cores: OpenMP threads that share a core wait at every barrier)."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
 
 
 def main(argv=None):
     args = parse_args(argv)
     work_dir = args.work_dir
     os.makedirs(work_dir, exist_ok=True)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    # every family's data first (written once), then the runs seed by seed: a partial study has every family
+    data_roots = {family: make_family_data(family, osp.join(work_dir, 'data'), args) for family in args.families}
+    todo = [(family, seed) for seed in args.seeds for family in args.families]
+    total = len(todo)
     runs = {}
-    total = len(args.families) * len(args.seeds)
-    n = 0
     start = time.time()
-    for family in args.families:
-        data_root = make_family_data(family, osp.join(work_dir, 'data'), args)
-        for seed in args.seeds:
-            n += 1
-            run_dir = osp.join(work_dir, family, f'seed{seed}')
-            command = train_command(args, data_root, run_dir, seed)
-            if args.dry_run:
-                print(' '.join(command))
-                continue
-            if not run_finished(run_dir):
-                os.makedirs(run_dir, exist_ok=True)
-                t0 = time.time()
-                print(f'[study] run {n}/{total}: {family}, seed {seed} -> {run_dir} (log: {run_dir}/study.log)',
-                      flush=True)
-                with open(osp.join(run_dir, 'study.log'), 'a') as log:
-                    proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    running = []  # (Popen, family, seed, run_dir, t0, log file)
+
+    def collect(family, seed, run_dir):
+        runs.setdefault(family, {})[seed] = run_values(run_dir)
+        write_results(work_dir, runs, args.families, args.seeds, args.config, threads)
+
+    def wait_one():
+        while True:
+            for item in running:
+                proc, family, seed, run_dir, t0, log = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                log.close()
                 if proc.returncode != 0:
+                    for other in running:  # stop the others: each resumes where it stopped
+                        other[0].terminate()
                     raise SystemExit(f'error: run {family}/seed{seed} failed (exit {proc.returncode}); see '
                                      f'{run_dir}/study.log; rerun the same command to resume')
-                print(f'[study] run {n}/{total} done in {time.time() - t0:.0f} s', flush=True)
-            else:
-                print(f'[study] run {n}/{total}: {family}, seed {seed}: finished earlier, read', flush=True)
-            runs.setdefault(family, {})[seed] = run_values(run_dir)
-            write_results(work_dir, runs, args.families, args.seeds, args.config)
+                print(f'[study] {family}, seed {seed} done in {time.time() - t0:.0f} s '
+                      f'({sum(map(len, runs.values())) + 1}/{total} runs read)', flush=True)
+                collect(family, seed, run_dir)
+                return
+            time.sleep(2)
+
+    for n, (family, seed) in enumerate(todo, 1):
+        run_dir = osp.join(work_dir, family, f'seed{seed}')
+        command = train_command(args, data_roots[family], run_dir, seed)
+        if args.dry_run:
+            print(' '.join(command))
+            continue
+        if run_finished(run_dir):
+            print(f'[study] run {n}/{total}: {family}, seed {seed}: finished earlier, read', flush=True)
+            collect(family, seed, run_dir)
+            continue
+        while len(running) >= args.jobs:
+            wait_one()
+        os.makedirs(run_dir, exist_ok=True)
+        print(f'[study] run {n}/{total}: {family}, seed {seed} -> {run_dir} ({threads} threads; log: '
+              f'{run_dir}/study.log)', flush=True)
+        log = open(osp.join(run_dir, 'study.log'), 'a')
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_run_env(threads))
+        running.append((proc, family, seed, run_dir, time.time(), log))
+    while running:
+        wait_one()
     if not args.dry_run:
-        print(write_results(work_dir, runs, args.families, args.seeds, args.config))
+        print(write_results(work_dir, runs, args.families, args.seeds, args.config, threads))
         print(f'[study] {total} runs in {time.time() - start:.0f} s; {work_dir}/results.md, .json, .png')
 
 

@@ -79,3 +79,49 @@ def test_unknown_family_is_refused(capsys):
     with pytest.raises(SystemExit):
         study.parse_args(['--families', 'fog'])
     assert "unknown family 'fog'" in capsys.readouterr().err
+
+
+FAKE_RUN = r'''
+import json, os, sys, time
+run_dir, seed = sys.argv[1], int(sys.argv[2])
+os.makedirs(run_dir, exist_ok=True)
+start = time.time()
+time.sleep(1.5)
+if run_dir.endswith('FAILME'):
+    sys.exit(3)
+refs = [dict(name='source-only', mIoU=30 + seed), dict(name='BDL', mIoU=40 + seed, best_mIoU=41 + seed)]
+json.dump(dict(references=refs, stages_done=1, stages_planned=1), open(os.path.join(run_dir, 'results.json'), 'w'))
+open(os.path.join(run_dir, 'final_model.pth'), 'wb').write(b'x')
+json.dump(dict(threads=os.environ.get('OMP_NUM_THREADS'), start=start, end=time.time()),
+          open(os.path.join(run_dir, 'run.json'), 'w'))
+'''
+
+
+def test_jobs_run_side_by_side_seed_by_seed_with_their_threads(tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setattr(study, 'train_command', lambda args, data_root, run_dir, seed: [
+        sys.executable, '-c', FAKE_RUN, run_dir, str(seed)])
+    work = tmp_path / 'study'
+    study.main(['--families', 'toy', 'colour', '--seeds', '0', '1', '--work-dir', str(work), '--jobs', '2',
+                '--threads', '1', *TINY])
+    out = capsys.readouterr().out
+    # every family's seed 0 before any seed 1
+    starts = [line.split(': ', 1)[1].split(' ->')[0] for line in out.splitlines() if ' -> ' in line]
+    assert starts == ['toy, seed 0', 'colour, seed 0', 'toy, seed 1', 'colour, seed 1']
+    runs = {(f, s): json.load(open(work / f / f'seed{s}' / 'run.json')) for f in ('toy', 'colour') for s in (0, 1)}
+    assert {r['threads'] for r in runs.values()} == {'1'}
+    a, b = runs['toy', 0], runs['colour', 0]
+    assert a['start'] < b['end'] and b['start'] < a['end']  # side by side
+    saved = json.load(open(work / 'results.json'))
+    assert saved['threads'] == 1
+    assert saved['families']['colour']['columns']['BDL']['mean'] == 40.5
+    assert '(1 CPU threads per run)' in (work / 'results.md').read_text()
+
+
+def test_a_failed_run_stops_the_study_naming_it(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setattr(study, 'train_command', lambda args, data_root, run_dir, seed: [
+        sys.executable, '-c', FAKE_RUN, run_dir + ('FAILME' if 'colour' in run_dir else ''), str(seed)])
+    with pytest.raises(SystemExit, match=r'run colour/seed0 failed \(exit 3\)'):
+        study.main(['--families', 'toy', 'colour', '--seeds', '0', '--work-dir', str(tmp_path / 'study'),
+                    '--jobs', '2', *TINY])
