@@ -4,7 +4,7 @@
     python tools/benchmark_translation.py [--size 128] [--batch-size 1] [--threads 2] [--repeats 7] [--warmup 1]
         [--update-order generators_first] [--variants mmagic,plain,perceptual,perceptual_unfolded]
         [--reference /tmp/bdl_765ef60] [--seg-config configs/_base_/models/deeplabv2_r101.py]
-        [--base-channels 64] [--num-blocks 9] [--device cpu] [--amp] [--json OUT.json]
+        [--base-channels 64] [--num-blocks 9] [--device cpu] [--amp] [--profile [--profile-steps 1]] [--json OUT.json]
 
 Every variant is built from configs/_base_/models/perceptual_cycle_gan.py (release sizes: 9-block ResNet generators
 with 64 filters, 3-layer PatchGANs, M = the full DeepLabV2-R101 with random weights) with the same initial weights
@@ -26,8 +26,17 @@ jobs counts the work of the step rather than the time it waited for a core (use 
 threads, OpenMP's spin-waiting at barriers is CPU time too).
 Targets (issue 14): perceptual / plain <= 1.40; perceptual / reference <= 0.92 (8 % faster than 765ef60).
 The first step's losses of ``perceptual`` and ``perceptual_unfolded`` (same weights, same batch) are compared too.
+
+``--profile``: after the timed repeats, ``--profile-steps`` more steps of ``perceptual`` under ``torch.profiler``
+(CPU), their self CPU time split by phase: generator / discriminator forwards, M on the real images (no gradient),
+M forward on the generated images, and every backward op under the phase whose forward made its autograd node
+(matched by sequence number: G, D, M backward to its inputs), optimiser steps, image pool, data preprocessor; the
+rest is loss arithmetic and bookkeeping. It states M's own share of the step: the perceptual overhead cannot fall
+below ``1 + M / (step - M)`` without computing less through M.
 """
 import argparse
+import bisect
+import contextlib
 import copy
 import importlib.util
 import inspect
@@ -89,11 +98,20 @@ def parse_args(argv=None):
     parser.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
                         help='time the ratios are judged on: wall, or the process CPU time (steadier on a machine '
                         'shared with other jobs, at --threads 1)')
+    parser.add_argument('--profile', action='store_true',
+                        help='then profile `perceptual` (torch.profiler, CPU only) and print its phases')
+    parser.add_argument('--profile-steps', type=int, default=1)
     parser.add_argument('--json', default=None, help='also write the figures here')
     args = parser.parse_args(argv)
     unknown = set(args.variants.split(',')) - set(VARIANTS)
     if unknown:
         parser.error(f'unknown --variants {sorted(unknown)}; choose from {VARIANTS}')
+    if args.profile and 'perceptual' not in args.variants.split(','):
+        parser.error('--profile profiles the `perceptual` variant: keep it in --variants')
+    if args.profile and args.device != 'cpu':
+        parser.error('--profile splits CPU time: use it with --device cpu')
+    if args.profile_steps < 1:
+        parser.error(f'--profile-steps must be >= 1, got {args.profile_steps}')
     if args.repeats < 1 or args.warmup < 0:
         parser.error(f'--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}')
     return args
@@ -205,6 +223,97 @@ def paired(times, a, b):
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
+PHASE = 'bdl_phase::'
+M_PHASES = ('M forward, real images (no grad)', 'M forward, generated images', 'M backward (to its inputs)')
+BACKWARD_OF = {'G forward': 'G backward', 'D forward': 'D backward', 'M forward, generated images': M_PHASES[2]}
+
+
+def profile_phases(model, optim_wrapper, data, steps=1):
+    """Self CPU seconds per step by phase of ``steps`` train steps of ``model`` (a ``PerceptualCycleGAN``).
+
+    Forward ops take the innermost phase label they ran under (set here by wrapping the model's networks and
+    methods for the duration of the profile); a backward op (inside an autograd ``evaluate_function``) takes the
+    backward phase of the forward op that made its autograd node. An op records the sequence number current at
+    its start, so ops that make no node share it with the next op that does: the last op in time with a number is
+    the one that made that node. Nodes no op recorded (``CopySlices`` and ``AsStridedBackward0`` of an in-place
+    activation on a view, e.g. ReLU after an instance norm) take the phase of the nearest lower number. Gradient
+    accumulation into ``.grad`` has no number (its own phase). With ``batch_mode='joint'`` M's single forward counts
+    as 'generated images'.
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def labelled(fn, label):
+        def run(*args, **kwargs):
+            with record_function(PHASE + (label(*args, **kwargs) if callable(label) else label)):
+                return fn(*args, **kwargs)
+        return run
+
+    patches = [(net, 'forward', 'G forward') for net in model.generators.values()]
+    patches += [(net, 'forward', 'D forward') for net in model.discriminators.values()]
+    patches += [(buf, 'query', 'image pool') for buf in model.image_buffers.values()]
+    patches += [(model.data_preprocessor, 'forward', 'data preprocessor'),
+                (model, 'seg_logits', lambda *a, **k: M_PHASES[1] if torch.is_grad_enabled() else M_PHASES[0])]
+    for key in ('generators', 'discriminators'):
+        patches += [(optim_wrapper[key].optimizer, 'step', 'optimiser steps'),
+                    (optim_wrapper[key].optimizer, 'zero_grad', 'optimiser steps')]
+    with contextlib.ExitStack() as stack:
+        for obj, name, label in patches:
+            stack.enter_context(mock.patch.object(obj, name, labelled(getattr(obj, name), label)))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                model.train_step(copy.deepcopy(data), optim_wrapper)
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+
+    def chain(e):
+        while e is not None:
+            yield e
+            e = e.cpu_parent
+
+    def label_of(e):
+        return next((a.name[len(PHASE):] for a in chain(e) if a.name.startswith(PHASE)), None)
+
+    def engine_of(e):
+        return next((a for a in chain(e) if a.name.startswith('autograd::engine::evaluate_function')), None)
+
+    other = 'losses, bookkeeping (rest)'
+    made_by = {}
+    for e in events:
+        if e.sequence_nr is not None and e.sequence_nr >= 0 and engine_of(e) is None:
+            made_by[e.sequence_nr] = label_of(e) or other
+    numbers = sorted(made_by)
+    phases = {}
+    for e in events:
+        if e.name.startswith(PHASE):
+            continue
+        engine = engine_of(e)
+        if engine is None:
+            phase = label_of(e) or other
+        elif engine.sequence_nr is None or engine.sequence_nr < 0:
+            phase = 'gradient accumulation'
+        else:
+            forward = made_by.get(engine.sequence_nr)
+            if forward is None:  # a node made inside an op (no op recorded its number): the op before it
+                i = bisect.bisect_left(numbers, engine.sequence_nr)
+                forward = made_by[numbers[i - 1]] if i else other
+            phase = BACKWARD_OF.get(forward, f'{forward}: backward')
+        phases[phase] = phases.get(phase, 0.) + e.self_cpu_time_total / 1e6 / steps
+    total = sum(phases.values())
+    m_s = sum(phases.get(p, 0.) for p in M_PHASES)
+    return dict(step_s=total, phases=dict(sorted(phases.items(), key=lambda kv: -kv[1])), m_s=m_s,
+                m_share=m_s / total if total else 0., overhead_floor=total / (total - m_s) if total > m_s else None)
+
+
+def print_profile(prof, steps):
+    print(f'profile of `perceptual` (torch.profiler, self CPU per step, {steps} step(s) after the timed ones): '
+          f'{prof["step_s"]:.3f} s')
+    for phase, sec in prof['phases'].items():
+        print(f'  {phase:<40} {sec:>8.3f} s {sec / prof["step_s"] * 100:>6.1f} %')
+    floor = prof['overhead_floor']
+    print(f"M's own compute ({', '.join(M_PHASES)}): {prof['m_s']:.3f} s = {prof['m_share'] * 100:.1f} % of the "
+          f'step; perceptual / plain cannot fall below {floor:.3f} without computing less through M'
+          if floor else "M's own compute: the whole step")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -283,14 +392,18 @@ def main(argv=None):
         verdicts['first_step_loss_max_rel_diff'] = diff
         print(f'first-step losses, perceptual vs perceptual_unfolded: max relative difference {diff:.2e} over '
               f'{len(b)} terms')
+    prof = None
+    if args.profile:
+        prof = profile_phases(models['perceptual'], wrappers['perceptual'], data, args.profile_steps)
+        print_profile(prof, args.profile_steps)
     if args.json:
         result = dict(description=desc, args=vars(args), threads=torch.get_num_threads(), variants=rows,
-                      verdicts=verdicts, first_step_losses=first_losses)
+                      verdicts=verdicts, first_step_losses=first_losses, profile=prof)
         tmp = args.json + '.tmp'
         with open(tmp, 'w') as f:
             json.dump(result, f, indent=2)
         os.replace(tmp, args.json)
-    return dict(variants=rows, verdicts=verdicts, first_step_losses=first_losses)
+    return dict(variants=rows, verdicts=verdicts, first_step_losses=first_losses, profile=prof)
 
 
 if __name__ == '__main__':

@@ -48,7 +48,7 @@ def test_f_step_benchmark(tmp_path, capsys):
     seg_cfg.write_text(TINY_M)
     bench = load_tool('benchmark_translation.py')
     result = bench.main(['--size', '32', '--base-channels', '4', '--num-blocks', '1', '--seg-config', str(seg_cfg),
-                         '--repeats', '2', '--warmup', '1', '--threads', '1', '--reference', ROOT,
+                         '--repeats', '2', '--warmup', '1', '--threads', '1', '--reference', ROOT, '--profile',
                          '--json', str(tmp_path / 'f.json')])
     out = capsys.readouterr().out
     assert 'crop 32x32' in out and 'median of 2 paired repeats after 1 warm-up' in out
@@ -71,8 +71,21 @@ def test_f_step_benchmark(tmp_path, capsys):
     assert not any(k.startswith('loss_per') for k in first['plain'])
     saved = json.loads((tmp_path / 'f.json').read_text())
     assert saved['variants']['perceptual']['times_s'] == rows['perceptual']['times_s']
+    # --profile: the perceptual step by phase, every op in one phase, M's three phases and their share
+    prof = result['profile']
+    assert saved['profile']['phases'] == prof['phases']
+    phases = prof['phases']
+    assert abs(sum(phases.values()) - prof['step_s']) < 1e-9 and all(v >= 0 for v in phases.values())
+    assert {'G forward', 'G backward', 'D forward', 'D backward', *bench.M_PHASES} <= set(phases), sorted(phases)
+    assert prof['m_s'] == pytest.approx(sum(phases[p] for p in bench.M_PHASES)) and 0 < prof['m_share'] < 1
+    assert 'profile of `perceptual` (torch.profiler, self CPU per step, 1 step(s) after the timed ones): ' in out
+    for phase, sec in phases.items():
+        assert re.search(rf'^  {re.escape(phase)}\s+{sec:.3f} s ', out, re.M), phase
+    assert f"{prof['m_share'] * 100:.1f} % of the step; perceptual / plain cannot fall below " in out
     with pytest.raises(SystemExit):
         bench.main(['--variants', 'plain,fast'])
+    with pytest.raises(SystemExit):
+        bench.main(['--variants', 'plain', '--profile'])
 
 
 def test_m_step_benchmark(tmp_path, capsys, monkeypatch):
