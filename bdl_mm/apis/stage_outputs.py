@@ -140,11 +140,12 @@ def _format_diagnostics(rows: List[dict]) -> str:
     out = []
     translate = [r for r in rows if r['kind'] == 'translate']
     if translate:
-        out += ["| translation | model | mIoU on S | mIoU on S' | colour distance S->T | S'->T |",
-                '|---|---|---|---|---|---|']
+        out += ["| translation | model | mIoU on S | mIoU on S' | colour distance S->T | S'->T | edges of S kept in S' |",
+                '|---|---|---|---|---|---|---|']
         out += [f'| {r["stage"]} | {r.get("model", "-")} | {_fmt(r.get("miou_on_source"))} | '
                 f'{_fmt(r.get("miou_on_translated"))} | {_fmt(r.get("colour_distance_source_to_target"))} | '
-                f'{_fmt(r.get("colour_distance_translated_to_target"))} |' for r in translate]
+                f'{_fmt(r.get("colour_distance_translated_to_target"))} | {_fmt2(r.get("edge_consistency"))} |'
+                for r in translate]
     ssl = [r for r in rows if r['kind'] == 'pseudo_label']
     if ssl:
         out += ['' if out else None, '| SSL round | kept | precision of the kept pixels (target train labels) |',
@@ -235,6 +236,11 @@ def plot_results(rows: List[dict], out_path: str, references: Optional[List[dict
 def _fmt(value) -> str:
     """One decimal; '-' for a missing value or a class absent from the labels and predictions (NaN IoU)."""
     return '-' if value is None or value != value else f'{float(value):.1f}'
+
+
+def _fmt2(value) -> str:
+    """Two decimals (a correlation); '-' when missing (a run from before the figure existed)."""
+    return '-' if value is None or value != value else f'{float(value):.2f}'
 
 
 def _class_names(cfg) -> tuple:

@@ -140,11 +140,13 @@ def test_references_run_end_to_end(toy, tmp_path):
         assert refs['FDA']['gap_closed'] == pytest.approx((refs['FDA']['mIoU'] - src) / (top - src))
     md = open(work / 'results.md').read()
     assert '| reference | model (final) | mIoU | gap closed |' in md and '| reinhard | reinhard: M_1(1) |' in md
+    assert "| edges of S kept in S' |" in md
     # per-stage diagnostics, beside each stage and in the table (the toy target train split has labels)
     diag = json.load(open(work / 'k1/translate/diagnostics.json'))
     assert diag['model'] == 'M(0)' and diag['num_images'] == 4
     assert 0 <= diag['miou_on_source'] <= 100 and 0 <= diag['miou_on_translated'] <= 100
     assert diag['colour_distance_translated_to_target'] < diag['colour_distance_source_to_target']  # FDA moves S
+    assert 0.7 < diag['edge_consistency'] <= 1.0  # ... and keeps its edges
     ssl = json.load(open(work / 'k1/ssl1/diagnostics.json'))
     assert ssl['kept_ratio'] == state['stages']['k1/ssl1']['kept_ratio'] and 0 <= ssl['precision'] <= 100
     assert state['stages']['ref/reinhard/k1/translate']['diagnostics']['model'] == 'reinhard: M(0)'

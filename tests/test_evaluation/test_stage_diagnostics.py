@@ -12,6 +12,7 @@ from mmengine.structures import PixelData
 from toy_helpers import make_converted_toy
 
 from bdl_mm.evaluation.stage_diagnostics import (
+    edge_consistency,
     image_statistics,
     miou,
     pseudo_label_diagnostics,
@@ -24,6 +25,38 @@ from bdl_mm.evaluation.stage_diagnostics import (
 def test_subset_is_evenly_spaced_and_deterministic():
     assert subset(range(10), 4) == [0, 2, 5, 7]
     assert subset([3, 1, 2], None) == [1, 2, 3] and subset([3, 1, 2], 5) == [1, 2, 3] and subset([1], 0) == []
+
+
+def test_edge_consistency_by_hand(tmp_path):
+    rng = np.random.default_rng(0)
+    img = np.zeros((32, 48, 3), np.uint8)
+    img[8:24, 10:20] = (200, 100, 40)  # a box and a thin pole on a flat background
+    img[:, 30:32] = (20, 220, 120)
+    img = (img // 2 * 2).astype(np.uint8)  # even values: halving them is exact
+
+    def write(name, array):
+        path = str(tmp_path / name)
+        cv2.imwrite(path, array)
+        return path
+
+    src = write('src.png', img)
+    assert edge_consistency([src], [src]) == pytest.approx(1.0)
+    assert edge_consistency([src], [write('shifted.png', img + 10)]) == pytest.approx(1.0)  # colour moved, edges kept
+    assert edge_consistency([src], [write('half.png', img // 2)]) == pytest.approx(1.0, abs=1e-5)  # contrast halved
+    blur3 = edge_consistency([src], [write('b3.png', cv2.GaussianBlur(img, (0, 0), 1.0))])
+    blur9 = edge_consistency([src], [write('b9.png', cv2.GaussianBlur(img, (0, 0), 3.0))])
+    assert 1.0 > blur3 > blur9 > 0
+    assert edge_consistency([src], [write('flat.png', np.full_like(img, 90))]) == 0.0
+    noise = write('noise.png', rng.integers(0, 256, img.shape, dtype=np.uint8))
+    assert abs(edge_consistency([src], [noise])) < 0.2
+    # a translation at another size is compared at its own size; the mean is over the pairs
+    small = write('small.png', cv2.resize(img, (24, 16), interpolation=cv2.INTER_LINEAR))
+    assert edge_consistency([src], [small]) == pytest.approx(1.0)
+    assert edge_consistency([src, src], [src, noise]) == pytest.approx((1.0 + edge_consistency([src], [noise])) / 2)
+    with pytest.raises(ValueError, match='as many translated images'):
+        edge_consistency([src], [])
+    with pytest.raises(OSError, match='missing.png'):
+        edge_consistency([src], [str(tmp_path / 'missing.png')])
 
 
 def test_image_statistics_by_hand(tmp_path):

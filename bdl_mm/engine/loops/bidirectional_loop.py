@@ -744,9 +744,11 @@ class BidirectionalLoop(BaseLoop):
 
     # ------------------------------------------------------------------ diagnostics (no target labels needed)
     def _translation_diagnostics(self, stage: Stage, result: dict, m_prev: dict) -> Optional[dict]:
-        """M(k-1) on S and S' against the source labels; colour statistics of S, S' and T (main process)."""
+        """M(k-1) on S and S' against the source labels; colour statistics of S, S' and T; edges of S kept in S'
+        (main process)."""
         from ...apis.translate import list_images
         from ...evaluation.stage_diagnostics import (
+            edge_consistency,
             image_statistics,
             statistics_distance,
             subset,
@@ -773,6 +775,8 @@ class BidirectionalLoop(BaseLoop):
                        colour_distance_source_to_target=statistics_distance(stats['source'], stats['target']),
                        colour_distance_translated_to_target=statistics_distance(stats['translated'],
                                                                                 stats['target']),
+                       edge_consistency=edge_consistency([osp.join(src_dir, r) for r in rels],
+                                                         [osp.join(result['translated_dir'], r) for r in rels]),
                        statistics=stats)
             atomic_write_json(osp.join(self._stage_dir(stage), 'diagnostics.json'), out)
         barrier()
