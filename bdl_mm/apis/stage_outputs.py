@@ -140,7 +140,8 @@ def _format_diagnostics(rows: List[dict]) -> str:
     out = []
     translate = [r for r in rows if r['kind'] == 'translate']
     if translate:
-        out += ["| translation | model | mIoU on S | mIoU on S' | colour distance S->T | S'->T | edges of S kept in S' |",
+        out += ["| translation | model | mIoU on S | mIoU on S' | colour distance S->T | S'->T "
+                "| edges of S kept in S' |",
                 '|---|---|---|---|---|---|---|']
         out += [f'| {r["stage"]} | {r.get("model", "-")} | {_fmt(r.get("miou_on_source"))} | '
                 f'{_fmt(r.get("miou_on_translated"))} | {_fmt(r.get("colour_distance_source_to_target"))} | '
