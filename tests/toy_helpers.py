@@ -1,4 +1,4 @@
-"""Helpers of the dataset tests: import tools/ scripts, make converted toy data in the real on-disk formats."""
+"""Helpers of the tests: import tools/ scripts, make converted toy data in the real on-disk formats, a tiny CycleGAN."""
 import importlib.util
 import os.path as osp
 import sys
@@ -55,3 +55,21 @@ train_cfg = dict(
 {extra}
 ''')
     return str(path)
+
+
+F_KEYS = ['img_source', 'img_target']
+
+
+def gan_cfg(**kwargs):
+    """MMagic CycleGAN arguments at test size (4-channel, 1-block generators, 3-layer PatchGANs), ``kwargs`` on top."""
+    cfg = dict(
+        data_preprocessor=dict(type='DataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, output_channel_order='RGB',
+                               data_keys=F_KEYS),
+        generator=dict(type='ResnetGenerator', in_channels=3, out_channels=3, base_channels=4, num_blocks=1,
+                       norm_cfg=dict(type='IN')),
+        discriminator=dict(type='PatchDiscriminator', in_channels=3, base_channels=4, num_conv=3,
+                           norm_cfg=dict(type='IN')),
+        default_domain='target', reachable_domains=['source', 'target'], related_domains=['source', 'target'],
+        loss_config=dict(cycle_loss_weight=10., id_loss_weight=5.))
+    cfg.update(kwargs)
+    return cfg

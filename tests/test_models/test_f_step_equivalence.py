@@ -14,7 +14,6 @@ import copy
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -26,14 +25,15 @@ from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS as SEG_MODELS
+from toy_helpers import gan_cfg, load_tool
 
 import bdl_mm  # noqa: F401
 from bdl_mm.models.translators import PerceptualCycleGAN
 from bdl_mm.models.translators.conv_bn_fold import fold_conv_bn
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-KEYS = ['img_source', 'img_target']
 OFF = dict(lambda_per=0., lambda_per_recon=0.)
+make_batch = load_tool('benchmark_translation.py').make_batch  # PackInputs + pseudo_collate's batch
 
 
 class ReferencePerceptualCycleGAN(PerceptualCycleGAN):
@@ -147,31 +147,6 @@ def randomise_batchnorm(model, seed=1):
     return model
 
 
-def gan_cfg(**kwargs):
-    cfg = dict(
-        data_preprocessor=dict(type='DataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, output_channel_order='RGB',
-                               data_keys=KEYS),
-        generator=dict(type='ResnetGenerator', in_channels=3, out_channels=3, base_channels=4, num_blocks=1,
-                       norm_cfg=dict(type='IN')),
-        discriminator=dict(type='PatchDiscriminator', in_channels=3, base_channels=4, num_conv=3,
-                           norm_cfg=dict(type='IN')),
-        default_domain='target', reachable_domains=['source', 'target'], related_domains=['source', 'target'],
-        loss_config=dict(cycle_loss_weight=10., id_loss_weight=5.))
-    cfg.update(kwargs)
-    return cfg
-
-
-def make_batch(n=2, size=32, seed=0):
-    from mmagic.structures import DataSample
-    rng = np.random.RandomState(seed)
-    inputs, samples = [], []
-    for _ in range(n):
-        imgs = {k: torch.from_numpy(rng.randint(0, 256, (3, size, size), dtype=np.uint8)) for k in KEYS}
-        sample = DataSample(metainfo={f'{k}_channel_order': 'bgr' for k in KEYS})
-        sample.set_tensor_data(dict(imgs))
-        inputs.append(imgs)
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
 
 
 def optim(model, kind='adam'):
@@ -209,7 +184,7 @@ def run_steps(model, steps=2, kind='adam'):
     logs = []
     for i in range(steps):
         MessageHub.get_current_instance().update_info('iter', i)
-        log_vars = model.train_step(make_batch(seed=i), wrapper)
+        log_vars = model.train_step(make_batch(2, 32, seed=i), wrapper)
         logs.append({k: float(torch.as_tensor(v).detach()) for k, v in log_vars.items()})
     return logs
 

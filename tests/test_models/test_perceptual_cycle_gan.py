@@ -16,6 +16,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import DefaultScope
+from toy_helpers import gan_cfg
 
 import bdl_mm  # noqa: F401
 from bdl_mm.datasets.unpaired_translation_dataset import UnpairedTranslationDataset
@@ -38,19 +39,6 @@ def tiny_seg_cfg(num_classes=5, mean=CAFFE_MEAN, bgr_to_rgb=False):
         train_cfg=dict(),
         test_cfg=dict(mode='whole'))
 
-
-def gan_cfg(**kwargs):
-    cfg = dict(
-        data_preprocessor=dict(type='DataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, output_channel_order='RGB',
-                               data_keys=KEYS),
-        generator=dict(type='ResnetGenerator', in_channels=3, out_channels=3, base_channels=4, num_blocks=1,
-                       norm_cfg=dict(type='IN')),
-        discriminator=dict(type='PatchDiscriminator', in_channels=3, base_channels=4, num_conv=3,
-                           norm_cfg=dict(type='IN')),
-        default_domain='target', reachable_domains=['source', 'target'], related_domains=['source', 'target'],
-        loss_config=dict(cycle_loss_weight=10., id_loss_weight=5.))
-    cfg.update(kwargs)
-    return cfg
 
 
 def build_model(per=dict(lambda_per=0.1, lambda_per_recon=10.), seg=None, seg_input=None, **kwargs):
