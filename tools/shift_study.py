@@ -12,13 +12,16 @@ information, its best stage, and the target-supervised oracle. Nothing is tuned 
         [--seeds 0 1 2] [--work-dir work_dirs/shift_study] [--jobs 2 [--threads 1]]
 
 It is resumable: a finished run is read, not rerun, and an interrupted one continues (``tools/train.py --resume``).
-After every run it rewrites ``WORK_DIR/results.{md,json,png}``: one row per family, one column per method, each
-cell the mean and standard deviation over the seeds done (n stated), the gap (oracle - source-only), and per
-family the checks of the study: BDL final > source-only, BDL final >= colour transfer, BDL final within 1 point of
-its best stage. Each run's console goes to ``WORK_DIR/<family>/seed<S>/study.log``. Runs go seed by seed (every family's
-seed 0 first, so a partial study covers every family); ``--jobs 2`` runs two side by side with one thread each
-(on 2 cores, more work per hour than one run on two threads: the toy's small convolutions do not scale to a second
-thread). A run's figures depend slightly on its thread count (the order of float sums), so the study records it.
+After every run it rewrites ``WORK_DIR/results.{md,json,png}``: one row per family, one column per method, each cell
+the mean and standard deviation over the seeds done (n stated), the gap (oracle - source-only), and per family the
+checks of the study: BDL final > source-only, BDL final >= colour transfer, BDL final within 1 point of its best
+stage; and two paired differences, taken seed by seed and then averaged (BDL final - colour transfer, BDL best -
+final), in which the seed's shared M(0) and noise cancel. ``--report`` writes the table from the runs finished so far
+and trains nothing (a partial study, or one still running). Each run's console goes to
+``WORK_DIR/<family>/seed<S>/study.log``. Runs go seed by seed (every family's seed 0 first, so a partial study covers
+every family); ``--jobs 2`` runs two side by side with one thread each (on 2 cores, more work per hour than one run on
+two threads: the toy's small convolutions do not scale to a second thread). A run's figures depend slightly on its
+thread count (the order of float sums), so the study records it.
 """
 import argparse
 import json
@@ -37,6 +40,8 @@ FAMILIES = ('toy', 'colour', 'sensor', 'texture', 'layout')
 # study columns: the reference rows of a run's results.json (bdl_mm.apis.stage_outputs.reference_rows), by name
 COLUMNS = (('source-only', 'source-only'), ('reinhard', 'colour transfer'), ('fda', 'FDA'), ('BDL', 'BDL final'),
            ('BDL:best', 'BDL best (val)'), ('oracle', 'oracle'))
+# paired differences per seed, then their mean and sd: name -> (column, minus column)
+PAIRED = {'BDL final - colour transfer': ('BDL', 'reinhard'), 'BDL best - final': ('BDL:best', 'BDL')}
 
 
 def parse_args(argv=None):
@@ -57,6 +62,8 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads per run (default: the CPU count divided by --jobs)')
     parser.add_argument('--dry-run', action='store_true', help='write the data and print the commands; train nothing')
+    parser.add_argument('--report', action='store_true',
+                        help='write results.{md,json,png} from the runs finished so far; train nothing')
     args = parser.parse_args(argv)
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
@@ -152,6 +159,12 @@ def summarise(runs: dict, families, seeds) -> dict:
             per_seed = {s: done[s]['values'].get(key) for s in done}
             mean, sd, n = mean_sd(per_seed.values())
             row['columns'][key] = dict(mean=mean, sd=sd, n=n, per_seed=per_seed)
+        # paired over the seeds (the same M(0) and data in both terms): the seed's own noise cancels
+        for name, (a, b) in PAIRED.items():
+            per_seed = {s: done[s]['values'].get(a) - done[s]['values'].get(b) for s in done
+                        if done[s]['values'].get(a) is not None and done[s]['values'].get(b) is not None}
+            mean, sd, n = mean_sd(per_seed.values())
+            row.setdefault('paired', {})[name] = dict(mean=mean, sd=sd, n=n, per_seed=per_seed)
         col = {k: v['mean'] for k, v in row['columns'].items()}
         if col.get('oracle') is not None and col.get('source-only') is not None:
             row['gap'] = col['oracle'] - col['source-only']
@@ -165,8 +178,8 @@ def summarise(runs: dict, families, seeds) -> dict:
 
 
 def format_table(table: dict, seeds) -> str:
-    header = ['shift'] + [title for _, title in COLUMNS] + ['gap (oracle - source)', 'seeds',
-                                                            'final > source', 'final >= colour', 'final ~ best']
+    header = ['shift'] + [title for _, title in COLUMNS] + ['gap (oracle - source)', 'seeds'] + [
+        f'{name} (paired)' for name in PAIRED] + ['final > source', 'final >= colour', 'final ~ best']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for family, row in table.items():
         cells = [family]
@@ -176,6 +189,9 @@ def format_table(table: dict, seeds) -> str:
                 f' (n={c["n"]})' if c['n'] != len(seeds) else ''))
         cells.append('-' if row.get('gap') is None else f'{row["gap"]:.1f}')
         cells.append(','.join(map(str, row['seeds'])) or '-')
+        for name in PAIRED:
+            c = (row.get('paired') or {}).get(name) or dict(mean=None)
+            cells.append('-' if c['mean'] is None else f'{c["mean"]:+.1f} ± {c["sd"]:.1f}')
         checks = row.get('checks') or {}
         for key in ('beats_source_only', 'matches_colour_transfer', 'final_within_1_of_best'):
             cells.append({True: 'yes', False: 'NO', None: '-'}[checks.get(key)])
@@ -277,6 +293,12 @@ def main(argv=None):
         if args.dry_run:
             print(' '.join(command))
             continue
+        if args.report:
+            if run_finished(run_dir):
+                runs.setdefault(family, {})[seed] = run_values(run_dir)
+            else:
+                print(f'[study] {family}, seed {seed}: not finished, left out', flush=True)
+            continue
         if run_finished(run_dir):
             print(f'[study] run {n}/{total}: {family}, seed {seed}: finished earlier, read', flush=True)
             collect(family, seed, run_dir)
@@ -291,7 +313,9 @@ def main(argv=None):
         running.append((proc, family, seed, run_dir, time.time(), log))
     while running:
         wait_one()
-    if not args.dry_run:
+    if args.report:
+        print(write_results(work_dir, runs, args.families, args.seeds, args.config, args.threads))
+    elif not args.dry_run:
         print(write_results(work_dir, runs, args.families, args.seeds, args.config, threads))
         print(f'[study] {total} runs in {time.time() - start:.0f} s; {work_dir}/results.md, .json, .png')
 

@@ -44,6 +44,12 @@ def test_finished_runs_are_read_and_summarised(tmp_path, capsys):
     md = (work / 'results.md').read_text()
     assert '| toy | 31.0 ± 1.4 | 42.0 ± 2.8 | 39.0 ± 1.4 | 43.0 ± 2.8 | 46.5 ± 0.7 | 71.0 ± 1.4 | 40.0 | 0,1 |' in md
     assert md.splitlines()[-1].endswith('| yes | yes | NO |')
+    # paired, seed by seed: toy BDL - colour = 45 - 40, 41 - 44 -> +1 ± sd(5, -3); best - final = 1, 6
+    paired = toy['paired']
+    assert paired['BDL final - colour transfer']['mean'] == 1 and paired['BDL final - colour transfer']['sd'] == (
+        pytest.approx(32 ** 0.5))
+    assert paired['BDL best - final']['mean'] == 3.5
+    assert '| 0,1 | +1.0 ± 5.7 | +3.5 ± 3.5 | yes | yes | NO |' in md
     assert (work / 'results.png').read_bytes()[:4] == b'\x89PNG'
     # the family data was written once, in the real formats, atomically
     for family in ('toy', 'colour'):
@@ -125,3 +131,18 @@ def test_a_failed_run_stops_the_study_naming_it(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r'run colour/seed0 failed \(exit 3\)'):
         study.main(['--families', 'toy', 'colour', '--seeds', '0', '--work-dir', str(tmp_path / 'study'),
                     '--jobs', '2', *TINY])
+
+
+def test_report_writes_the_finished_runs_and_trains_nothing(tmp_path, capsys):
+    work = tmp_path / 'study'
+    fake_run(work / 'toy' / 'seed0', {'source-only': 30, 'reinhard': 40, 'BDL': 42, 'oracle': 60}, 44)
+    (work / 'toy' / 'seed1').mkdir(parents=True)  # a run still going: no results.json yet
+    study.main(['--config', str(tmp_path / 'missing.py'), '--families', 'toy', '--seeds', '0', '1',
+                '--work-dir', str(work), '--report', '--threads', '1', *TINY])
+    assert 'toy, seed 1: not finished, left out' in capsys.readouterr().out
+    saved = json.load(open(work / 'results.json'))
+    row = saved['families']['toy']
+    assert row['seeds'] == [0] and row['columns']['BDL']['n'] == 1 and row['paired']['BDL best - final']['mean'] == 2
+    md = (work / 'results.md').read_text()
+    assert '42.0 ± 0.0 (n=1)' in md and '(1 CPU threads per run)' in md
+    assert not (work / 'toy' / 'seed1' / 'study.log').exists()  # nothing was started
