@@ -62,9 +62,9 @@ default_hooks = dict(
 
 # ------------------------------------------------------------------ F: a small CycleGAN on small crops
 # F's crop keeps the release's share of the scaled image: the release crops 452 of 1024 (44 %); 44 % of the toy's 256 is
-# 113, so 112 (a multiple of 4 for the generator's two stride-2 stages). At 64 (25 %) F saw too little context:
-# M(0) kept 33.6 of its mIoU on S' (source labels), and only 0.44 of the edges of S remained in S' (data/toy, seed 0,
-# the translate stage's label-free diagnostics); a 128 crop gave 41.4 and 0.55. F costs about 1.5x the 64 crop.
+# 113, so 112 (a multiple of 4 for the generator's two stride-2 stages). At 64 (25 %) F(1) did not translate: S'
+# was further from T in colour than S (12.4 against 11.8) and M(0) kept 33.6 of its 55.9 mIoU on S' (source labels);
+# at 112, 4.4 and 38.2 (data/toy, seed 0, the translate stage's label-free diagnostics). F costs about 2x the 64 crop.
 f_crop = (112, 112)
 f_keys = ['img_source', 'img_target']
 # An epoch is max(#source, #target) = 48 images, 12 steps of the release's batch of 4; constant lr for half, then

@@ -161,8 +161,8 @@ def summarise(runs: dict, families, seeds) -> dict:
             row['columns'][key] = dict(mean=mean, sd=sd, n=n, per_seed=per_seed)
         # paired over the seeds (the same M(0) and data in both terms): the seed's own noise cancels
         for name, (a, b) in PAIRED.items():
-            per_seed = {s: done[s]['values'].get(a) - done[s]['values'].get(b) for s in done
-                        if done[s]['values'].get(a) is not None and done[s]['values'].get(b) is not None}
+            pairs = {s: (done[s]['values'].get(a), done[s]['values'].get(b)) for s in done}
+            per_seed = {s: x - y for s, (x, y) in pairs.items() if x is not None and y is not None}
             mean, sd, n = mean_sd(per_seed.values())
             row.setdefault('paired', {})[name] = dict(mean=mean, sd=sd, n=n, per_seed=per_seed)
         col = {k: v['mean'] for k, v in row['columns'].items()}
@@ -257,7 +257,8 @@ def main(argv=None):
     os.makedirs(work_dir, exist_ok=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     # every family's data first (written once), then the runs seed by seed: a partial study has every family
-    data_roots = {family: make_family_data(family, osp.join(work_dir, 'data'), args) for family in args.families}
+    data_roots = {} if args.report else {
+        family: make_family_data(family, osp.join(work_dir, 'data'), args) for family in args.families}
     todo = [(family, seed) for seed in args.seeds for family in args.families]
     total = len(todo)
     runs = {}
@@ -289,15 +290,15 @@ def main(argv=None):
 
     for n, (family, seed) in enumerate(todo, 1):
         run_dir = osp.join(work_dir, family, f'seed{seed}')
-        command = train_command(args, data_roots[family], run_dir, seed)
-        if args.dry_run:
-            print(' '.join(command))
-            continue
         if args.report:
             if run_finished(run_dir):
                 runs.setdefault(family, {})[seed] = run_values(run_dir)
             else:
                 print(f'[study] {family}, seed {seed}: not finished, left out', flush=True)
+            continue
+        command = train_command(args, data_roots[family], run_dir, seed)
+        if args.dry_run:
+            print(' '.join(command))
             continue
         if run_finished(run_dir):
             print(f'[study] run {n}/{total}: {family}, seed {seed}: finished earlier, read', flush=True)

@@ -147,8 +147,6 @@ def randomise_batchnorm(model, seed=1):
     return model
 
 
-
-
 def optim(model, kind='adam'):
     def one(params):
         if kind == 'adam':

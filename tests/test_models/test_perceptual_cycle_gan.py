@@ -40,7 +40,6 @@ def tiny_seg_cfg(num_classes=5, mean=CAFFE_MEAN, bgr_to_rgb=False):
         test_cfg=dict(mode='whole'))
 
 
-
 def build_model(per=dict(lambda_per=0.1, lambda_per_recon=10.), seg=None, seg_input=None, **kwargs):
     seg = dict(config=tiny_seg_cfg(), checkpoint=None, num_classes=5) if seg is None else seg
     torch.manual_seed(0)
