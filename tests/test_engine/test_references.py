@@ -153,3 +153,21 @@ def test_references_run_end_to_end(toy, tmp_path):
     assert "| translation | model | mIoU on S | mIoU on S' |" in md and '| k1/ssl1 |' in md
     assert [r['stage'] for r in saved['diagnostics']] == ['k1/translate', 'k1/ssl1', 'ref/reinhard/k1/translate',
                                                            'ref/reinhard/k1/ssl1']
+
+
+def test_gap_config_plans_source_only_adversarial_and_oracle(toy, tmp_path):
+    """configs/bdl_toy_gap.py (a family's gap for the README): M(0), one M_0(1) without F or SSL, the oracle; no
+    translation track is inherited from bdl_toy.py."""
+    src, tgt = osp.join(toy, 'gta5/'), osp.join(toy, 'cityscapes/')
+    config = tmp_path / 'gap.py'
+    config.write_text(f'''
+_base_ = [{osp.join(ROOT, 'configs', 'bdl_toy_gap.py')!r}]
+train_dataloader = dict(dataset=dict(source=dict(data_root={src!r}), target=dict(data_root={tgt!r})))
+val_dataloader = dict(dataset=dict(data_root={tgt!r}))
+test_dataloader = val_dataloader
+''')
+    loop = build_loop(str(config), tmp_path / 'work')
+    assert [(s.name, s.kind) for s in loop.plan] == [
+        ('m0', 'source_only'), ('k1/m0', 'adaptation'), ('ref/oracle', 'oracle')]
+    assert loop._describe(loop.plan[1]) == 'M_0(1) on S + T'
+    assert loop._m_stage_cfg(loop.plan[1]).train_cfg.max_iters == 400  # bdl_toy.py's M stages, unchanged
