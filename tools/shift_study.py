@@ -220,7 +220,8 @@ def plot(table: dict, out_path: str):
     ax.set_xticks(range(len(families)), families)
     ax.set_ylabel('target val mIoU (%), mean ± sd over seeds')
     ax.grid(axis='y', alpha=0.3)
-    ax.legend(fontsize=7, ncol=3, loc='upper left')
+    # the legend in a row of its own above the axes: inside them it covered the first family's bars
+    ax.legend(fontsize=7, ncol=len(keys), loc='lower center', bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=100)
