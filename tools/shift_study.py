@@ -12,6 +12,7 @@ information, its best stage, and the target-supervised oracle. Nothing is tuned 
         [--seeds 0 1 2] [--work-dir work_dirs/shift_study] [--jobs 2 [--threads 1]]
 
 It is resumable: a finished run is read, not rerun, and an interrupted one continues (``tools/train.py --resume``).
+A finished run of another config, seed or data (its ``bdl_config.json``) stops the study with one line.
 After every run it rewrites ``WORK_DIR/results.{md,json,png}``: one row per family, one column per method, each cell
 the mean and standard deviation over the seeds done (n stated), the gap (oracle - source-only), and per family the
 checks of the study: BDL final > source-only, BDL final >= colour transfer, BDL final within 1 point of its best
@@ -108,13 +109,39 @@ def make_family_data(family: str, data_dir: str, args) -> str:
     return out
 
 
-def train_command(args, data_root: str, run_dir: str, seed: int):
+def run_options(args, data_root: str, seed: int) -> list:
+    """The ``--cfg-options`` of one run: its seed, its family's data roots, then the study's own options."""
     src, tgt = osp.join(osp.abspath(data_root), 'gta5') + '/', osp.join(osp.abspath(data_root), 'cityscapes') + '/'
-    options = [f'randomness.seed={seed}', f'train_dataloader.dataset.source.data_root={src}',
-               f'train_dataloader.dataset.target.data_root={tgt}', f'val_dataloader.dataset.data_root={tgt}',
-               f'test_dataloader.dataset.data_root={tgt}'] + list(args.cfg_options)
+    return [f'randomness.seed={seed}', f'train_dataloader.dataset.source.data_root={src}',
+            f'train_dataloader.dataset.target.data_root={tgt}', f'val_dataloader.dataset.data_root={tgt}',
+            f'test_dataloader.dataset.data_root={tgt}'] + list(args.cfg_options)
+
+
+def train_command(args, data_root: str, run_dir: str, seed: int):
     return [sys.executable, osp.join(TOOLS, 'train.py'), args.config, '--work-dir', run_dir, '--resume',
-            '--cfg-options', *options]
+            '--cfg-options', *run_options(args, data_root, seed)]
+
+
+def check_same_config(args, data_root: str, run_dir: str, seed: int):
+    """A finished run is read only if it ran this study's config: its recorded fingerprint (``bdl_config.json``,
+    which ``train.py --resume`` checks for a run still going) against the config with the run's options. F's
+    ``translation.`` keys are left out (deriving them needs the loop); the rest tells a run of another config, seed
+    or data apart. A run without a record (fake runs in tests, older versions) is read as before."""
+    from mmengine.config import Config, DictAction
+
+    from bdl_mm.apis.config_fingerprint import changed_keys, load_fingerprint, outer_fingerprint
+    record = load_fingerprint(run_dir)
+    if record is None:
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', *run_options(args, data_root, seed)]).cfg_options)
+    recorded = {k: v for k, v in record.get('config', {}).items() if not k.startswith('translation.')}
+    changes = changed_keys(recorded, outer_fingerprint(cfg))
+    if changes:
+        raise SystemExit(f'error: {run_dir} holds a finished run of another config than {args.config} with seed '
+                         f'{seed} ({len(changes)} key(s), e.g. {changes[0]}); use another --work-dir')
 
 
 def run_finished(run_dir: str) -> bool:
@@ -258,17 +285,18 @@ def main(argv=None):
     os.makedirs(work_dir, exist_ok=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     # every family's data first (written once), then the runs seed by seed: a partial study has every family
-    data_roots = {} if args.report else {
-        family: make_family_data(family, osp.join(work_dir, 'data'), args) for family in args.families}
+    data_dir = osp.join(work_dir, 'data')
+    data_roots = {family: osp.join(data_dir, family) if args.report else make_family_data(family, data_dir, args)
+                  for family in args.families}
     todo = [(family, seed) for seed in args.seeds for family in args.families]
     total = len(todo)
     runs = {}
     start = time.time()
     running = []  # (Popen, family, seed, run_dir, t0, log file)
 
-    def collect(family, seed, run_dir):
+    def read(family, seed, run_dir):
+        check_same_config(args, data_roots[family], run_dir, seed)
         runs.setdefault(family, {})[seed] = run_values(run_dir)
-        write_results(work_dir, runs, args.families, args.seeds, args.config, threads)
 
     def wait_one():
         while True:
@@ -285,7 +313,8 @@ def main(argv=None):
                                      f'{run_dir}/study.log; rerun the same command to resume')
                 print(f'[study] {family}, seed {seed} done in {time.time() - t0:.0f} s '
                       f'({sum(map(len, runs.values())) + 1}/{total} runs read)', flush=True)
-                collect(family, seed, run_dir)
+                read(family, seed, run_dir)
+                write_results(work_dir, runs, args.families, args.seeds, args.config, threads)  # a partial table
                 return
             time.sleep(2)
 
@@ -293,7 +322,7 @@ def main(argv=None):
         run_dir = osp.join(work_dir, family, f'seed{seed}')
         if args.report:
             if run_finished(run_dir):
-                runs.setdefault(family, {})[seed] = run_values(run_dir)
+                read(family, seed, run_dir)
             else:
                 print(f'[study] {family}, seed {seed}: not finished, left out', flush=True)
             continue
@@ -303,7 +332,7 @@ def main(argv=None):
             continue
         if run_finished(run_dir):
             print(f'[study] run {n}/{total}: {family}, seed {seed}: finished earlier, read', flush=True)
-            collect(family, seed, run_dir)
+            read(family, seed, run_dir)
             continue
         while len(running) >= args.jobs:
             wait_one()

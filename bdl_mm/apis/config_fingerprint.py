@@ -55,11 +55,11 @@ def _plain(cfg) -> dict:
     return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
 
 
-def config_fingerprint(loop) -> Dict[str, str]:
-    """The fingerprint of a :class:`BidirectionalLoop`'s run (see the module docstring)."""
-    from ..engine.loops.bidirectional_loop import Stage
+def outer_fingerprint(cfg) -> Dict[str, str]:
+    """The fingerprint's keys read from the BDL config itself: all but F's ``translation.`` keys, which need the
+    loop to derive F's config."""
     out = {}
-    plain = _plain(loop.outer_cfg)
+    plain = _plain(cfg)
     if plain.get('data_preprocessor') is None:
         # the preprocessor BDLSegmentor uses: M's own (the BDL bases set no top-level one; runs started before
         # they stopped repeating M's there recorded the same values)
@@ -72,6 +72,13 @@ def config_fingerprint(loop) -> Dict[str, str]:
         if key == 'train_cfg' and isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in LOOP_RUNTIME_KEYS}
         out.update(flatten(value, key))
+    return out
+
+
+def config_fingerprint(loop) -> Dict[str, str]:
+    """The fingerprint of a :class:`BidirectionalLoop`'s run (see the module docstring)."""
+    from ..engine.loops.bidirectional_loop import Stage
+    out = outer_fingerprint(loop.outer_cfg)
     if any(s.kind == 'translation' for s in loop.plan):
         f_cfg = _plain(loop._translation_cfg(Stage('fingerprint', 'translation'), None))
         segmentor = (f_cfg.get('model') or {}).get('segmentor')

@@ -146,3 +146,27 @@ def test_report_writes_the_finished_runs_and_trains_nothing(tmp_path, capsys):
     md = (work / 'results.md').read_text()
     assert '42.0 ± 0.0 (n=1)' in md and '(1 CPU threads per run)' in md
     assert not (work / 'toy' / 'seed1' / 'study.log').exists()  # nothing was started
+
+
+def test_a_finished_run_of_another_config_is_refused(tmp_path, capsys):
+    """A finished run is read only if its recorded fingerprint (bdl_config.json) is this study's config with the run's
+    seed and data: configs/bdl_toy.py's run is read by a report of bdl_toy.py, refused by one of bdl_toy_gap.py."""
+    from bdl_mm.apis.config_fingerprint import outer_fingerprint, record_fingerprint
+    work = tmp_path / 'study'
+    run_dir = work / 'toy' / 'seed0'
+    fake_run(run_dir, {'source-only': 30, 'reinhard': 40, 'BDL': 42, 'oracle': 60}, 44)
+    toy_cfg = osp.join(ROOT, 'configs', 'bdl_toy.py')
+    src, tgt = str(work / 'data' / 'toy' / 'gta5') + '/', str(work / 'data' / 'toy' / 'cityscapes') + '/'
+    cfg = Config.fromfile(toy_cfg)
+    cfg.merge_from_dict({'randomness.seed': 0, 'train_dataloader.dataset.source.data_root': src,
+                         'train_dataloader.dataset.target.data_root': tgt, 'val_dataloader.dataset.data_root': tgt,
+                         'test_dataloader.dataset.data_root': tgt})
+    record_fingerprint(str(run_dir), {**outer_fingerprint(cfg), 'translation.model.type': '"PerceptualCycleGAN"'})
+    report = ['--families', 'toy', '--seeds', '0', '--work-dir', str(work), '--report', '--threads', '1', *TINY]
+    study.main(['--config', toy_cfg, *report])
+    assert json.load(open(work / 'results.json'))['families']['toy']['columns']['BDL']['mean'] == 42
+    with pytest.raises(SystemExit, match=r'seed0 holds a finished run of another config .* train_cfg\.K \(2 -> 1\)'):
+        study.main(['--config', osp.join(ROOT, 'configs', 'bdl_toy_gap.py'), *report])
+    with pytest.raises(SystemExit, match=r'randomness\.seed \(0 -> 1\)'):  # the same run read as seed 1
+        (run_dir.parent / 'seed1').symlink_to(run_dir)
+        study.main(['--config', toy_cfg, *report[:3], '1', *report[4:]])
