@@ -7,5 +7,5 @@
 # Another baseline: train_cfg.stages.translation.type=Reinhard (colour statistics of the target set).
 _base_ = ['./bdl_gta5.py']
 # K = 1: a baseline does not depend on M, and every M run starts from the same initial weights (m_init='initial'),
-# so a second round would repeat the first exactly (same S', same seeds: measured bitwise on the toy data).
+# so a second round would repeat the first exactly (same S', same seeds).
 train_cfg = dict(K=1, stages=dict(translation=dict(_delete_=True, type='FDA', beta=0.01)))

@@ -62,15 +62,13 @@ default_hooks = dict(
 
 # ------------------------------------------------------------------ F: a small CycleGAN on small crops
 # F's crop keeps the release's share of the scaled image: the release crops 452 of 1024 (44 %); 44 % of the toy's 256 is
-# 113, so 112 (a multiple of 4 for the generator's two stride-2 stages). At 64 (25 %) F(1) did not translate: S'
-# was further from T in colour than S (12.4 against 11.8) and M(0) kept 33.6 of its 55.9 mIoU on S' (source labels);
-# at 112, 4.4 and 38.2 (data/toy, seed 0, the translate stage's label-free diagnostics). F costs about 2x the 64 crop.
+# 113, so 112 (a multiple of 4 for the generator's two stride-2 stages). A quarter of the width (64) was too small for
+# F to learn the translation (docs/experiments/toy.md, "Why the toy config's settings").
 f_crop = (112, 112)
 f_keys = ['img_source', 'img_target']
 # An epoch is max(#source, #target) = 48 images, 12 steps of the release's batch of 4; constant lr for half, then
-# linear decay. 60 epochs = 720 steps (the release: about 125k). At 15 epochs (180 steps) F(1) had not learnt the
-# translation: M(0) kept 23.8 of its 54.9 mIoU on S' (source labels) and S' moved from 11.8 to only 9.1 in colour
-# distance to T; at 60, 32.6 and 6.1 (data/toy, seed 0; label-free diagnostics of the translate stage).
+# linear decay. 60 epochs = 720 steps (the release: about 125k); a quarter of that was too few for F to learn the
+# translation (docs/experiments/toy.md, "Why the toy config's settings").
 f_epochs = 60
 f_lr = 2e-3  # release 2e-4 (random init: larger steps, as for M)
 # the release's per-epoch schedule (configs/translation/perceptual_cyclegan_base.py) with niter = f_epochs // 2
@@ -104,8 +102,9 @@ translation_cfg_options = dict(
 # M) from this run's M(0): FDA (Yang & Soatto 2020) and a per-channel colour transfer (Reinhard et al. 2001).
 # m_init='source_only': every adaptation run starts from M(0). The release starts every M run from a segmentation
 # model pretrained on another domain (the COCO DeepLab initialisation); the toy has no pretrained weights, and from
-# random weights each M run relearns everything in 400 iterations, which makes the stages of one plan differ by
-# several points from noise alone. M(0), trained on the source, is the toy's pretrained segmentation model.
+# random weights each M run relearns everything in its 400 iterations, and the stages of one plan then differ from
+# noise alone (docs/experiments/toy.md, "Why the toy config's settings"). M(0), trained on the source, is the
+# toy's pretrained model.
 train_cfg = dict(
     m_init='source_only',
     references=dict(

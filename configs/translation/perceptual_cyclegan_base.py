@@ -1,18 +1,21 @@
-# Training F (BDL Eq. 2) on unpaired source / Cityscapes images, release schedule and data pipeline:
+# Training F (BDL Eq. 2) on unpaired source / Cityscapes images, the release's schedule and data pipeline (its
+# pytorch-CycleGAN options as the 2020 cyclegan readme lists them; the 2019 one says "standard parameters,
+# --lambda_semantic 1": docs/fidelity.md):
 # images scaled to width 1024 with PIL bicubic (pytorch-CycleGAN's scale_width: height truncated), random 452x452
-# crops, random horizontal flips (pytorch-CycleGAN default, no --no_flip), global batch 4 (the release: batch 4 over
+# crops, random horizontal flips (pytorch-CycleGAN default, no --no_flip), global batch 4 (the readme: batch 4 over
 # 4 GPUs; `global_batch_size` below, split over the GPUs by the BDL loop), Adam lr 2e-4 betas (0.5, 0.999) for
-# generators and discriminators, release update order (generators, then discriminators), 20 epochs: constant lr
-# for 10, then linear decay to 0 (per iteration here; per epoch in the release: docs/fidelity.md).
+# generators and discriminators, release update order (generators, then discriminators), 20 epochs: constant lr,
+# then linear decay to 0, stepped once per epoch as in the release (the values per epoch below; docs/fidelity.md).
 # An epoch is max(#source, #target) samples (pytorch-CycleGAN's unaligned dataset): 24,966 for GTA5, 9,400 for
 # SYNTHIA. Experiments set train_dataloader.dataset.source and model.segmentor.checkpoint (M(k-1)).
 _base_ = ['../_base_/models/perceptual_cycle_gan.py', '../_base_/default_runtime.py']
 
 keys = ['img_source', 'img_target']
-# release: --resize_or_crop scale_width_and_crop --loadSize 1024 --fineSize 452 (PIL bicubic, ScaleWidth)
+# 2020 cyclegan readme: --resize_or_crop scale_width_and_crop --loadSize 1024 --fineSize 452 (PIL bicubic, ScaleWidth);
+# the paper: random 452x452 crops
 load_width = 1024
 crop_size = (452, 452)
-# The release trained F with batch 4 on 4 GPUs (one image per GPU). The global batch is stated here; the BDL loop
+# The readme trains F with batch 4 on 4 GPUs (one image per GPU). The global batch is stated here; the BDL loop
 # sets train_dataloader.batch_size = global_batch_size // world_size (1 GPU: 4 per step; 4 GPUs: 1 each).
 global_batch_size = 4
 train_pipeline = [

@@ -7,8 +7,9 @@
 #   statistics and updates the running statistics, which evaluation, SSL and F's perceptual M then use
 #   (backbone.norm_eval=False); norm_eval=True freezes the statistics too;
 # - prediction: softmax of the 1/8-resolution logits, probabilities upsampled once (bilinear, align_corners=True)
-#   to the label / pseudo-label size, then argmax (BDLEncoderDecoder, test_cfg.upsample='probs');
-#   test_cfg.upsample='logits' is MMSeg's order (logits upsampled, then argmax).
+#   to the label / pseudo-label size, then argmax (BDLEncoderDecoder, test_cfg.upsample='probs'): the release's SSL.py,
+#   and its evaluation.py from 2019-05-17 (at 7505c2e it upsampled the logits); test_cfg.upsample='logits' is
+#   MMSeg's order (logits upsampled, then argmax).
 # Nothing is downloaded: the ImageNet/COCO initialisation is converted with
 # tools/model_converters/deeplab_resnet101_init.py and loaded by the training config.
 norm_cfg = dict(type='BN', requires_grad=False)

@@ -40,5 +40,5 @@ model = dict(
         ignore_index=255,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)),  # release: mean over labelled pixels
     train_cfg=dict(),
-    test_cfg=dict(mode='whole', upsample='probs'),  # release: softmax, then one upsampling of the probabilities
+    test_cfg=dict(mode='whole', upsample='probs'),  # softmax, then one upsampling of the probabilities (deeplabv2_r101.py)
     init_cfg=None)

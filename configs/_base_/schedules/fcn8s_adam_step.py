@@ -1,6 +1,7 @@
 # VGG16-FCN8s schedule of BDL: M with Adam (lr 1e-5, betas (0.9, 0.99), biases at 2x lr), D_M with Adam at lr
-# 1e-6, learning rates divided by 10 every 50k iterations (authors' release; the paper says every 5k: set
-# step_size=5000 in both schedulers to follow the paper). lambda_adv = 1e-4 is set in
+# 1e-6, learning rates divided by 10 every 50k iterations. The learning rates are the paper's (the release has no VGG
+# settings: its defaults are DeepLab's); the biases' 2x and the 50k step are the release's code (the paper says every
+# 5k: set step_size=5000 in both schedulers to follow it). lambda_adv = 1e-4 (the paper's) is set in
 # configs/_base_/models/bdl_fcn8s_vgg16.py. Same layout as deeplabv2_sgd_poly.py.
 segmentor_optim_wrapper = dict(
     type='OptimWrapper',
