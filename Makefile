@@ -14,14 +14,15 @@ env:
 lint: env
 	$(PY) -m ruff check .
 
+# two pytest workers (pytest-xdist), one thread each; a test file stays on one worker (its module fixtures once)
 test: lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n 2 --dist loadfile
 
 # the embedded toy data in the real on-disk formats, converted by the real converters
 toy-data: env
 	$(PY) tools/make_toy_data.py $(TOY_DATA)
-	$(PY) tools/dataset_converters/gta5.py $(TOY_DATA)/gta5 --nproc 2
-	$(PY) tools/dataset_converters/cityscapes.py $(TOY_DATA)/cityscapes --nproc 2
+	$(PY) tools/dataset_converters/gta5.py $(TOY_DATA)/gta5 --nproc 2 --no-progress
+	$(PY) tools/dataset_converters/cityscapes.py $(TOY_DATA)/cityscapes --nproc 2 --no-progress
 
 # --resume: a second `make toy` skips the completed stages (and an interrupted run continues)
 toy: toy-data

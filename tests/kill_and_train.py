@@ -13,7 +13,7 @@ environment variable ``BDL_KILL`` (unset: a plain run):
 - ``record:<stage>``: once ``<stage>`` is done, just before ``bdl_state.json`` records it (its outputs are written).
 
 Nothing of this is in the package: the wrapper patches mmengine's ``Runner.call_hook``, ``os.replace`` and the
-loop's ``_save_state`` in this process only, then runs ``tools/train.py``'s ``main``.
+run state's ``RunState.save`` (``bdl_state.json``) in this process only, then runs ``tools/train.py``'s ``main``.
 """
 import os
 import os.path as osp
@@ -69,15 +69,15 @@ def install(spec: str) -> None:
 
         os.replace = replace
     elif kind == 'record':
-        from bdl_mm.engine.loops.bidirectional_loop import BidirectionalLoop
-        original_save = BidirectionalLoop._save_state
+        from bdl_mm.engine.run_state import RunState
+        original_save = RunState.save
 
-        def save_state(self):
-            if (self.state.get(rest) or {}).get('status') == 'done':
+        def save(self):
+            if (self.stages.get(rest) or {}).get('status') == 'done':
                 _die()
             original_save(self)
 
-        BidirectionalLoop._save_state = save_state
+        RunState.save = save
     else:
         raise SystemExit(f'BDL_KILL: unknown kill point {spec!r}')
 

@@ -3,7 +3,7 @@
 #
 # Usage: bash tools/install.sh [VENV_DIR]
 #
-# Follows the recipe verified in shared/STACK.md. The order matters:
+# docs/get_started.md explains each pin. The order matters:
 #   torch first (it pulls setuptools>=77), then setuptools<70 for the mmcv build (its setup.py imports
 #   pkg_resources), mmcv 2.1.0 built from source with its C++ ops (MMSeg 1.2.2 imports mmcv.ops), then
 #   setuptools>=77 back, then MMSeg and MMagic (MMagic without its heavy unused extras).
@@ -82,7 +82,7 @@ log "MMSegmentation, MMagic (without heavy extras), cityscapesscripts, test tool
 "${PIP[@]}" install -q --no-deps -e "$ROOT"
 
 log "checking imports"
-"$VENV/bin/python" - <<'PY'
+"$VENV/bin/python" -W ignore::FutureWarning - <<'PY'  # diffusers (via MMagic) warns on import: not ours to fix
 import torch, mmcv, mmengine, mmseg, mmagic
 from mmcv.ops import nms  # noqa: F401
 from mmagic.models.editors.cyclegan import CycleGAN  # noqa: F401

@@ -38,7 +38,7 @@ TOOLS = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(TOOLS)
 sys.path.insert(0, ROOT)
 FAMILIES = ('toy', 'colour', 'sensor', 'texture', 'layout')
-# study columns: the reference rows of a run's results.json (bdl_mm.apis.stage_outputs.reference_rows), by name
+# study columns: the reference rows of a run's results.json (bdl_mm.evaluation.results_table.reference_rows), by name
 COLUMNS = (('source-only', 'source-only'), ('reinhard', 'colour transfer'), ('fda', 'FDA'), ('BDL', 'BDL final'),
            ('BDL:best', 'BDL best (val)'), ('oracle', 'oracle'))
 # paired differences per seed, then their mean and sd: name -> (column, minus column)
@@ -125,11 +125,11 @@ def train_command(args, data_root: str, run_dir: str, seed: int):
 def check_same_config(args, data_root: str, run_dir: str, seed: int):
     """A finished run is read only if it ran this study's config: its recorded fingerprint (``bdl_config.json``,
     which ``train.py --resume`` checks for a run still going) against the config with the run's options. F's
-    ``translation.`` keys are left out (deriving them needs the loop); the rest tells a run of another config, seed
-    or data apart. A run without a record (fake runs in tests, older versions) is read as before."""
+    ``translation.`` keys are left out (deriving them needs F's config file); the rest tells a run of another config,
+    seed or data apart. A run without a record (fake runs in tests, older versions) is read as before."""
     from mmengine.config import Config, DictAction
 
-    from bdl_mm.apis.config_fingerprint import changed_keys, load_fingerprint, outer_fingerprint
+    from bdl_mm.engine.fingerprint import changed_keys, load_fingerprint, outer_fingerprint
     record = load_fingerprint(run_dir)
     if record is None:
         return
@@ -233,7 +233,7 @@ def plot(table: dict, out_path: str):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from bdl_mm.apis.stage_outputs import atomic_write_bytes
+    from bdl_mm.utils.atomic_io import atomic_write_bytes
     families = list(table)
     keys = [k for k, _ in COLUMNS if k != 'BDL:best']
     titles = dict(COLUMNS)
@@ -257,7 +257,7 @@ def plot(table: dict, out_path: str):
 
 
 def write_results(work_dir: str, runs: dict, families, seeds, config: str, threads=None):
-    from bdl_mm.apis.stage_outputs import atomic_write_bytes, atomic_write_json
+    from bdl_mm.utils.atomic_io import atomic_write_bytes, atomic_write_json
     table = summarise(runs, families, seeds)
     md = (f'Shift study: {osp.relpath(config, ROOT) if config.startswith(ROOT) else config} on each family, seeds '
           f'{", ".join(map(str, seeds))}' + (f' ({threads} CPU threads per run)' if threads else '')

@@ -2,25 +2,30 @@
 
 Usable at any time, from another shell or another machine that sees the work dir: it reads only files that the
 run writes (``bdl_state.json``, the stages' mmengine scalars and logs) and needs only the Python standard
-library (``bdl_mm/apis/run_status.py`` is loaded by path, without importing torch or OpenMMLab). It reports the
+library (``bdl_mm/engine/run_status.py`` is loaded by path, without importing torch or OpenMMLab). It reports the
 plan with each stage's state (done, running, interrupted, pending), each done stage's duration and mIoU, the
 running stage's progress and the time since its last log line, the ETA of the whole run, the pseudo-label kept
 ratios and where the final model will be. ``--json`` prints the same, machine-readable.
 """
 import argparse
-import importlib.util
+import importlib
 import json
 import os.path as osp
 import sys
+import types
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _run_status_module():
-    spec = importlib.util.spec_from_file_location('bdl_run_status', osp.join(ROOT, 'bdl_mm', 'apis', 'run_status.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``bdl_mm.engine.run_status`` without running the package's ``__init__`` (which imports torch and
+    OpenMMLab): the packages on its import path are registered as bare folders first."""
+    if 'bdl_mm' not in sys.modules:
+        for name in ('bdl_mm', 'bdl_mm.structures', 'bdl_mm.engine'):
+            package = types.ModuleType(name)
+            package.__path__ = [osp.join(ROOT, *name.split('.'))]
+            sys.modules[name] = package
+    return importlib.import_module('bdl_mm.engine.run_status')
 
 
 def main(argv=None):

@@ -4,7 +4,8 @@ Same command-line interface as MMSegmentation's ``tools/train.py``; ``--amp`` al
 optimiser wrappers of a dict layout (M + D_M, CycleGAN) and of every Algorithm-1 stage. For Algorithm 1,
 ``--check-data {header,full,none}`` sets the preflight data scan and ``--force-resume`` continues a run whose config
 changed; bad data, a changed config, a non-finite loss and a config error of Algorithm 1's loop end the run with one
-line (docs/reliability.md).
+line (docs/reliability.md). ``--dry-run`` builds Algorithm 1's loop (every stage's config and model), prints its
+plan (each stage, what it reads and writes, its planned work), runs the preflight data scan and trains nothing.
 Algorithm 1 keeps a concise console (full environment, config and mmengine lines in each stage's log file);
 ``--verbose`` restores mmengine's full console. ``tools/status.py WORK_DIR`` tells where a run stands.
 """
@@ -19,13 +20,14 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from bdl_mm.apis.config_fingerprint import RunMixError
 from bdl_mm.apis.m_model import check_m_classes
-from bdl_mm.apis.preflight import DataCheckError
 from bdl_mm.datasets.label_maps import LabelFileError
+from bdl_mm.engine.fingerprint import RunMixError
 from bdl_mm.engine.hooks import NonFiniteLossError
-from bdl_mm.engine.runner import ConciseRunner
+from bdl_mm.engine.preflight import DataCheckError, preflight
+from bdl_mm.engine.runner import CONSOLE, ConciseRunner
 from bdl_mm.models.decode_heads.deeplabv2_head import check_classifier_checkpoint
+from bdl_mm.structures.plan import format_plan
 from bdl_mm.utils import apply_global_batch_size, enable_amp, init_cpu_distributed
 from bdl_mm.visualization import stage_vis_backends
 
@@ -59,6 +61,12 @@ def parse_args():
         default=False,
         help='Algorithm 1: resume even though the config changed since the run started (implies --resume); '
         'without it such a run is refused with the list of changed keys')
+    parser.add_argument(
+        '--dry-run',
+        action='store_true',
+        default=False,
+        help='Algorithm 1: build the loop, print the plan (each stage, what it reads and writes, its iterations), '
+        'run the preflight data scan (--check-data) and train nothing')
     parser.add_argument(
         '--verbose',
         action='store_true',
@@ -98,6 +106,8 @@ def main():
     if args.amp and enable_amp(cfg) == 0:
         print_log('AMP training is already enabled in your config.', logger='current', level=logging.WARNING)
 
+    if args.dry_run and not is_bidirectional_loop(cfg):
+        raise SystemExit('error: --dry-run applies to Algorithm-1 (BidirectionalLoop) configs only')
     cfg.resume = args.resume or args.force_resume
     apply_loop_options(cfg, args)
     if cfg.get('load_from') and not args.resume:  # a classifier that does not fit fails now, before any training
@@ -115,6 +125,8 @@ def main():
                             if args.launcher != 'none' else 1)
     runner = runner_class(cfg).from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     build_loop(runner, cfg)
+    if args.dry_run:
+        return dry_run(runner, cfg)
     try:
         runner.train()
     except RUN_ERRORS as e:  # bad data, changed config, non-finite loss: one line, no traceback
@@ -130,6 +142,22 @@ def build_loop(runner, cfg):
         runner.train_loop  # noqa: B018  (the property builds the loop from train_cfg)
     except LOOP_CONFIG_ERRORS as e:
         raise SystemExit(f'error: {e}') from None
+
+
+def dry_run(runner, cfg):
+    """``--dry-run``: print the plan of the loop (built by :func:`build_loop`) and run its preflight scan
+    (``train_cfg.check_data``; on a work dir with completed stages, their outputs too). Nothing is trained or
+    written but the logs."""
+    loop = runner.train_loop
+    logger = runner.logger
+    units = {stage.name: loop.configs.planned_units(stage, logger) for stage in loop.plan}
+    logger.info(f'[BDL] dry run of {cfg.filename} in {cfg.work_dir}: nothing is trained\n'
+                + format_plan(loop.plan, units), extra=CONSOLE)
+    try:
+        preflight(loop.plan, loop.configs, loop.check_data, state=loop.run_state.read().get('stages'), logger=logger)
+    except DataCheckError as e:
+        raise SystemExit(f'error: {e}') from None
+    logger.info('[BDL] dry run done: nothing trained', extra=CONSOLE)
 
 
 def is_bidirectional_loop(cfg) -> bool:

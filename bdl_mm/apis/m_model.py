@@ -114,7 +114,7 @@ def build_m(cfg: Union[str, Config], checkpoint: Optional[str] = None,
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(m_model_cfg(cfg))
     if checkpoint is not None:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
         state = ckpt.get('state_dict', ckpt)
         state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
         if any(k.startswith('segmentor.') for k in state):

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..datasets.transforms.scale_width import scale_width as _scale_width
 from ..models.translators.translation_baseline import TranslationBaseline
+from ..utils.atomic_io import atomic_write_bytes, remove_stale_tmp
 
 __all__ = ['load_translator', 'translate_dataset', 'list_images', 'training_width']
 
@@ -53,7 +54,7 @@ def load_translator(config: Union[str, Config, dict], checkpoint: Optional[str] 
     with DefaultScope.overwrite_default_scope('mmagic'):
         model = MODELS.build(model_cfg)
     if checkpoint is not None:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
         state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
         own = model.state_dict()
@@ -91,19 +92,6 @@ def list_images(root: str, img_suffix: Union[str, Sequence[str]] = '.png') -> Li
             if name.endswith(suffix) and not name.startswith('.'):
                 rels.append(osp.relpath(osp.join(dirpath, name), root))
     return sorted(rels)
-
-
-def _tmp_path(path: str) -> str:
-    """The temporary file a result is written to before ``os.replace``: hidden, same folder, fixed per file."""
-    head, tail = osp.split(path)
-    return osp.join(head, f'.{tail}.part')
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    tmp = _tmp_path(path)
-    with open(tmp, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _first(batch):
@@ -234,7 +222,7 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
     - neither (default): translated at the original resolution.
 
     The job is resumable and shardable: an existing output is a finished file (writes are atomic: a hidden
-    ``.<name>.part`` in the same folder, then ``os.replace``) and is skipped unless ``overwrite``; shard
+    ``.<name>.<pid>.part`` in the same folder, then ``os.replace``) and is skipped unless ``overwrite``; shard
     ``shard_id`` of ``num_shards`` takes every ``num_shards``-th file of the sorted list (default: the
     torch.distributed rank and world size, else the whole set). Images of equal size are batched together.
 
@@ -291,8 +279,7 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
     outs = [osp.join(out_dir, r) for r in rels]
     todo = [i for i, o in enumerate(outs) if overwrite or not osp.exists(o)]
     for i in todo:  # leftovers of a run killed between write and rename
-        if osp.exists(_tmp_path(outs[i])):
-            os.remove(_tmp_path(outs[i]))
+        remove_stale_tmp(outs[i])
     stats = dict(total=len(rels), existing=len(rels) - len(todo), written=0, skipped=0, skipped_files=[])
     if not todo:
         return stats
@@ -315,7 +302,7 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
             if not ok:
                 raise RuntimeError(f'translate: cannot encode {outs[i]}')
             os.makedirs(osp.dirname(outs[i]) or '.', exist_ok=True)
-            _atomic_write_bytes(outs[i], buf.tobytes())
+            atomic_write_bytes(outs[i], buf.tobytes())
             stats['written'] += 1
 
     reader = _ImageReader([osp.join(src_root, rels[i]) for i in todo], width=scale_width)
@@ -351,7 +338,7 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
     if stats['skipped_files']:
         suffix = '' if num_shards == 1 else f'_shard{shard_id}of{num_shards}'
         list_path = osp.join(out_dir, f'skipped_images{suffix}.txt')
-        _atomic_write_bytes(list_path, ''.join(f'{p}\n' for p in stats['skipped_files']).encode())
+        atomic_write_bytes(list_path, ''.join(f'{p}\n' for p in stats['skipped_files']).encode())
         print_log(f'translate: {stats["skipped"]} unreadable image(s) skipped, listed in {list_path}',
                   logger='current', level=30)
     return stats

@@ -4,7 +4,7 @@ MMSeg's ``BaseSegDataset`` lists image/label pairs without looking at them; thes
 split file and the image folder exist, the list is not empty, every image has its label, and (``verify_files``)
 every image and label is a readable PNG of the same size (header read only: fast even for GTA5's 25k pairs).
 
-The per-file checks of the preflight scan (:mod:`bdl_mm.apis.preflight`) live here too, and
+The per-file checks of the preflight scan (:mod:`bdl_mm.engine.preflight`) live here too, and
 :func:`name_file_errors`, which makes a dataset name the file of a sample that fails to load mid-run.
 """
 import os.path as osp
@@ -51,7 +51,7 @@ def check_data_list(name, data_list, require_labels=True, verify_files=False, co
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Per-file checks (the preflight scan of bdl_mm.apis.preflight) and errors that name the file of a failing sample.
+# Per-file checks (the preflight scan of bdl_mm.engine.preflight) and errors that name the file of a failing sample.
 PNG_END = b'IEND'
 
 

@@ -4,13 +4,14 @@ One job converts one id label into a ``*_labelTrainIds.png`` next to it (atomic 
 ``overwrite`` is off, so an interrupted run resumes) and checks that the image exists, is readable and has the
 label's size. Jobs are run in parallel with mmengine's progress bar and may be sharded across machines.
 """
-import os
 import os.path as osp
 from functools import partial
+from multiprocessing import Pool
 
 import cv2
 from mmengine.utils import track_parallel_progress, track_progress
 
+from ..utils.atomic_io import atomic_write_bytes, atomic_write_text
 from .label_maps import LabelFileError, image_size
 
 SIZE_POLICIES = ('resize', 'drop', 'error')
@@ -25,6 +26,7 @@ def add_conversion_args(parser, size_mismatch='error'):
     parser.add_argument('--overwrite', action='store_true', help='convert again even if the output exists')
     parser.add_argument('--shard-id', default=0, type=int)
     parser.add_argument('--num-shards', default=1, type=int)
+    parser.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
     return parser
 
 
@@ -43,10 +45,10 @@ def collect_folder_jobs(tool, root, img_dir, ann_dir, suffix=TRAIN_ID_SUFFIX):
 
 def write_png_atomic(path, array):
     """Write a PNG through a temporary file in the same folder, then rename it into place."""
-    tmp = f'{path[:-4]}.tmp{os.getpid()}.png'
-    if not cv2.imwrite(tmp, array):
+    ok, buf = cv2.imencode('.png', array)
+    if not ok:
         raise LabelFileError(f'cannot write {path}')
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def convert_one(job, lut, reader, size_policy='error', overwrite=False):
@@ -84,7 +86,8 @@ def convert_one(job, lut, reader, size_policy='error', overwrite=False):
         return name, 'error', str(e)
 
 
-def run_conversion(jobs, lut, reader, nproc=1, size_policy='error', overwrite=False, shard_id=0, num_shards=1):
+def run_conversion(jobs, lut, reader, nproc=1, size_policy='error', overwrite=False, shard_id=0, num_shards=1,
+                   progress=True):
     """Convert ``jobs`` (this shard's part) and return ``(ok_names, mismatches, errors)``.
 
     ``mismatches`` and ``errors`` are lists of ``(name, message)``; names of ``ok_names`` are those that belong in
@@ -96,7 +99,13 @@ def run_conversion(jobs, lut, reader, nproc=1, size_policy='error', overwrite=Fa
     func = partial(convert_one, lut=lut, reader=reader, size_policy=size_policy, overwrite=overwrite)
     if not jobs:
         return [], [], []
-    if nproc > 1:
+    if not progress:
+        if nproc > 1:
+            with Pool(nproc) as pool:
+                results = pool.map(func, jobs)
+        else:
+            results = [func(job) for job in jobs]
+    elif nproc > 1:
         results = track_parallel_progress(func, jobs, nproc)
     else:
         results = track_progress(func, jobs)
@@ -114,10 +123,7 @@ def run_conversion(jobs, lut, reader, nproc=1, size_policy='error', overwrite=Fa
 
 
 def write_lines_atomic(path, lines):
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.writelines(f'{line}\n' for line in lines)
-    os.replace(tmp, path)
+    atomic_write_text(path, ''.join(f'{line}\n' for line in lines))
 
 
 def report(tool, ok, mismatches, errors, size_policy, mismatch_file=None):

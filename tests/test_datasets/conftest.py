@@ -1,12 +1,5 @@
-"""Toy data in the real on-disk formats, converted by the real converters, shared by the dataset tests."""
+"""The dataset tests read the session's toy pair (``toy_root``, tests/conftest.py) in MMSeg's scope."""
 import pytest
-from toy_helpers import make_converted_toy
-
-
-@pytest.fixture(scope='session')
-def toy_root(tmp_path_factory):
-    """Small toy pair (6 source, 4 target train, 2 target val), converted; read-only for the tests."""
-    return make_converted_toy(tmp_path_factory.mktemp('toy'), num_source=6, num_target_train=4, num_target_val=2)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 from mmengine.logging import MessageHub, MMLogger, print_log
 from test_bidirectional_loop import train_cmd, write_config
-from toy_helpers import make_converted_toy
 
 import bdl_mm  # noqa: F401
 from bdl_mm.engine.hooks import StageProgressHook
@@ -77,10 +76,9 @@ def test_progress_line_iteration_loss_lr_eta():
     assert 'loss 7.0000' in StageProgressHook(stage='m0').progress_line(runner)
 
 
-@pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-    return make_converted_toy(tmp_path_factory.mktemp('bdl_toy_verbose'), num_source=6, num_target_train=4,
-                              num_target_val=2)
+@pytest.fixture
+def toy(toy_root):
+    return toy_root
 
 
 def test_verbose_restores_mmengine_console(toy, tmp_path):

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from toy_helpers import ROOT, make_converted_toy, write_bdl_config
+from toy_helpers import ROOT, write_bdl_config
 
 KILL_AND_TRAIN = osp.join(ROOT, 'tests', 'kill_and_train.py')
 STAGES = ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1']
@@ -47,13 +47,12 @@ class Trainer:
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
-    """The toy pair, the config (K = N = 1; M: 4 iterations, a checkpoint every 2; F: 3 epochs of 2 iterations, a
-    checkpoint per epoch, image pools of 2 images so that they fill and sample at random), the server, and the
-    uninterrupted run every test compares with."""
+def setup(tmp_path_factory, toy_root):
+    """The config on the session's toy pair (K = N = 1; M: 4 iterations, a checkpoint every 2; F: 3 epochs of 2
+    iterations, a checkpoint per epoch, image pools of 2 images so that they fill and sample at random), the server,
+    and the uninterrupted run every test compares with."""
     root = tmp_path_factory.mktemp('kill_resume')
-    toy = make_converted_toy(root / 'toy', num_source=6, num_target_train=4, num_target_val=2)
-    base = write_bdl_config(root / 'base.py', toy, m_iters=4, ckpt_interval=2, loop_options='sample_sheets=False,')
+    base = write_bdl_config(root / 'base.py', toy_root, m_iters=4, ckpt_interval=2, loop_options='sample_sheets=False,')
     config = root / 'cfg.py'
     config.write_text(f'''_base_ = [{base!r}]
 train_cfg = dict(stages=dict(translation=dict(cfg_options=dict(

@@ -12,7 +12,7 @@ from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmseg.registry import HOOKS
-from toy_helpers import make_converted_toy, write_bdl_config
+from toy_helpers import write_bdl_config
 
 from bdl_mm.engine.hooks import NonFiniteLossError
 
@@ -126,9 +126,9 @@ class PoisonLoss(Hook):
         self.saved = []
 
 
-def test_algorithm1_stage_stops_then_resumes_skipping(tmp_path):
-    toy = make_converted_toy(tmp_path / 'toy', num_source=6, num_target_train=4, num_target_val=2)
-    config = write_bdl_config(tmp_path / 'cfg.py', toy, m_iters=4,
+def test_algorithm1_stage_stops_then_resumes_skipping(tmp_path, toy_root):
+    toy = toy_root
+    config = write_bdl_config(tmp_path / 'cfg.py', toy, m_iters=4, ckpt_interval=2,
                               loop_options='use_translation=False, use_ssl=False, sample_sheets=False,',
                               extra="custom_hooks = [dict(type='_TestPoisonLossHook', at=3)]")
     work = tmp_path / 'work'

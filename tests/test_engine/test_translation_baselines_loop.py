@@ -7,26 +7,26 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.runner import Runner
-from toy_helpers import ROOT, make_converted_toy
+from toy_helpers import ROOT
 
-from bdl_mm.engine.loops.bidirectional_loop import BidirectionalLoop, Stage
+from bdl_mm.engine.stage_configs import StageConfigBuilder
+from bdl_mm.engine.stages import STAGE_RUNNERS
 from bdl_mm.models.translators import FDATranslator
+from bdl_mm.structures.plan import build_plan
 
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 STAGES_K1_N1 = ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1']
 
 
 @pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-    return make_converted_toy(tmp_path_factory.mktemp('bdl_toy_fda'), num_source=6, num_target_train=4,
-                              num_target_val=2)
+def toy(toy_root):
+    return toy_root  # the session's toy pair (tests/conftest.py)
 
 
 def write_config(path, toy_root, base='bdl_toy_fda.py', K=1, extra=''):
@@ -109,22 +109,32 @@ def test_bad_translation_settings_fail_before_training(options, message, toy, tm
     assert not osp.exists(osp.join(tmp_path, 'work', 'm0'))
 
 
+def run_stage(loop, name, **inputs):
+    """One stage of ``loop``'s plan through its function in STAGE_RUNNERS, with the given input records."""
+    stage = loop.plan.get(name)
+    return STAGE_RUNNERS[stage.kind](loop.context, stage, inputs)
+
+
 def test_fda_translation_reused_by_later_rounds(toy, tmp_path):
     """FDA does not depend on M: S'(2) is S'(1) (checked complete, not rewritten)."""
-    loop = build_loop(write_config(tmp_path / 'cfg.py', toy, K=2), tmp_path / 'work')
+    config = write_config(tmp_path / 'cfg.py', toy, K=2)
+    loop = build_loop(config, tmp_path / 'work', dict(train_cfg=dict(diagnostics=False)))
     assert [s.name for s in loop.plan if s.kind == 'translate'] == ['k1/translate', 'k2/translate']
-    f1 = loop._train_f(Stage('k1/translation', 'translation', 1), None)
-    first = loop._translate(Stage('k1/translate', 'translate', 1), f1)
+    assert loop.plan.get('k2/translate').translator == 'k2/translation'
+    f1 = run_stage(loop, 'k1/translation')
+    first = run_stage(loop, 'k1/translate', translator=f1)
     assert first['counts']['written'] == 6 and 'reused_from' not in first
     loop.state['k1/translate'] = dict(first, status='done')
-    f2 = loop._train_f(Stage('k2/translation', 'translation', 2), None)
-    second = loop._translate(Stage('k2/translate', 'translate', 2), f2)
+    f2 = run_stage(loop, 'k2/translation')
+    second = run_stage(loop, 'k2/translate', translator=f2)
     assert second['reused_from'] == 'k1/translate' and second['translated_dir'] == first['translated_dir']
     assert (second['counts']['written'], second['counts']['existing']) == (0, 6)
     # another beta is another translation
-    loop.stage_cfgs['translation'] = ConfigDict(type='FDA', beta=0.05)
-    f3 = loop._train_f(Stage('k2/translation', 'translation', 2), None)
-    third = loop._translate(Stage('k2/translate', 'translate', 2), f3)
+    other = build_loop(config, tmp_path / 'work', dict(train_cfg=dict(
+        diagnostics=False, stages=dict(translation=dict(type='FDA', beta=0.05)))))
+    other.state['k1/translate'] = dict(first, status='done')
+    f3 = run_stage(other, 'k2/translation')
+    third = run_stage(other, 'k2/translate', translator=f3)
     assert 'reused_from' not in third and third['counts']['written'] == 6
     assert third['translated_dir'] == osp.join(tmp_path, 'work', 'k2/translate')
 
@@ -142,18 +152,14 @@ PREVIOUS_F_FOLDERS = {
 }
 
 
-def light_loop(cfg):
-    """The loop's config derivation without a runner (no model is built)."""
-    loop = BidirectionalLoop.__new__(BidirectionalLoop)
-    loop._runner = SimpleNamespace(cfg=cfg)
-    loop.work_dir = '/tmp/unused'
-    loop.stage_cfgs = {'translation': ConfigDict(cfg.train_cfg.stages.get('translation', {}))}
-    loop.perceptual = True
-    return loop
+def configs_of(cfg):
+    """The stage config builder of a config, without a runner (no model is built)."""
+    return StageConfigBuilder(cfg, build_plan(cfg.train_cfg), '/tmp/unused')
 
 
 def f_folders(cfg):
-    dataset = light_loop(cfg)._translation_cfg(Stage('k1/translation', 'translation', 1), None).train_dataloader.dataset
+    configs = configs_of(cfg)
+    dataset = configs.translation_cfg(configs.plan.get('k1/translation'), None).train_dataloader.dataset
     out = ()
     for side in ('source', 'target'):
         d = dataset[side]
@@ -183,7 +189,8 @@ train_dataloader = dict(dataset=dict(source=dict(data_root='/mnt/x/gta5/'),
     assert f_folders(cfg) == ('/mnt/x/gta5/images', '.png', '/elsewhere/t', '_leftImg8bit.png')
     cfg.merge_from_dict({'train_cfg.stages.translation.type': 'Reinhard'})  # a baseline: always M's folders
     assert f_folders(cfg) == ('/mnt/x/gta5/images', '.png', '/mnt/y/cs/imgs', '_leftImg8bit.png')
-    f_cfg = light_loop(cfg)._translation_cfg(Stage('k1/translation', 'translation', 1), None)
+    configs = configs_of(cfg)
+    f_cfg = configs.translation_cfg(configs.plan.get('k1/translation'), None)
     assert f_cfg.model == dict(type='Reinhard')  # F's config file and cfg_options do not apply to a baseline
 
 
@@ -191,6 +198,6 @@ def test_gta5_fda_builds(tmp_path):
     loop = build_loop(osp.join(ROOT, 'configs', 'bdl_gta5_fda.py'), tmp_path)  # builds every M stage, full size
     assert [s.name for s in loop.plan] == ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1',
                                            'k1/ssl2', 'k1/m2']  # K = 1: a second round would repeat the first
-    f_cfg = loop._translation_cfg(loop.plan[1], None)
+    f_cfg = loop.configs.translation_cfg(loop.plan[1], None)
     assert f_cfg.model == dict(type='FDA', beta=0.01)
     assert not osp.exists(osp.join(tmp_path, 'm0'))

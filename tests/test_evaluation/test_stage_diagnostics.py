@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.structures import PixelData
-from toy_helpers import make_converted_toy
 
 from bdl_mm.evaluation.stage_diagnostics import (
     edge_consistency,
@@ -77,12 +76,6 @@ def test_image_statistics_by_hand(tmp_path):
     assert statistics_distance(stats_a, stats_b) == pytest.approx((40 + 30 + 20 + 150) / 6)
 
 
-@pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-    return make_converted_toy(tmp_path_factory.mktemp('diag_toy'), num_source=3, num_target_train=3,
-                              num_target_val=1)
-
-
 class LabelCopier(torch.nn.Module):
     """A segmentor that predicts a fixed function of the true label (the identity, or one class everywhere)."""
 
@@ -110,8 +103,9 @@ def source_cfg(toy):
                           dict(type='Resize', scale=(64, 36), keep_ratio=False), dict(type='PackSegInputs')])
 
 
-def test_translation_consistency_reads_the_translated_images(toy, tmp_path):
+def test_translation_consistency_reads_the_translated_images(toy_root, tmp_path):
     import bdl_mm  # noqa: F401
+    toy = toy_root  # the session's toy pair, read only
     translated = tmp_path / 'translated'
     shutil.copytree(osp.join(toy, 'gta5', 'images'), translated)
     for name in os.listdir(translated):  # S': the source images inverted

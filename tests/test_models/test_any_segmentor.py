@@ -217,7 +217,7 @@ def test_perceptual_loss_through_segformer_follows_m_normalisation(tmp_path):
     from mmagic.structures import DataSample
     cfg, loop = toy_loop(tmp_path)
     assert cfg.data_preprocessor is None and 'seg_input' not in cfg.train_cfg.stages.translation.cfg_options.model
-    f_cfg = loop._translation_cfg(next(s for s in loop.plan if s.kind == 'translation'), None)
+    f_cfg = loop.configs.translation_cfg(next(s for s in loop.plan if s.kind == 'translation'), None)
     assert f_cfg.model.seg_input == IMAGENET_RGB
     f_cfg.model.segmentor.config.backbone.embed_dims = 8  # a smaller M, same normalisation
     f_cfg.model.segmentor.config.decode_head.in_channels = [8, 16, 32, 64]

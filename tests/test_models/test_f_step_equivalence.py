@@ -1,24 +1,24 @@
 # Copyright (c) bdl_mm contributors.
-"""Issue 14: the faster F step computes what the step before it computed.
+"""F's training step (``PerceptualCycleGAN``) against what it is defined to be, not against a copy of itself.
 
-``ReferencePerceptualCycleGAN`` below is a verbatim copy of the perceptual loss and the training step of
-``PerceptualCycleGAN`` before the speed work (M run as stored: BatchNorm unfolded, NCHW). The optimised step (M with
-folded BatchNorm, channels-last) must give, from the same seed, weights and batch:
-
-- with the perceptual loss off: bitwise the same losses and parameters (M is never run);
-- with it on: the same losses within 1e-5 (relative) and the same parameters within 1e-5, for both update orders.
+- Perceptual loss off: MMagic's own ``CycleGAN`` on the same weights and batches. With MMagic's update order the
+  two steps are bitwise the same (losses and parameters); with the release's order (generators first) the generator
+  update is the same as MMagic's when the discriminators do not move (their learning rate 0).
+- Perceptual loss on: each ``loss_per_*`` term equals a functional re-implementation of the paper's definition
+  written here (``perceptual_terms``), computed through the plain M (BatchNorm unfolded, NCHW); and the generators'
+  update differs from MMagic's plain CycleGAN update by exactly the step of that functional loss. This holds for
+  the fast path (BatchNorm folded into the convs, channels-last) and for M as stored.
 
 Also here: the conv+BN folding on its own (what it folds, what it must leave alone) and the cache of M's folded copy.
 """
 import copy
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmagic.models.utils import set_requires_grad
+from mmagic.models.editors.cyclegan import CycleGAN
 from mmcv.cnn import ConvModule
 from mmengine.config import Config
 from mmengine.logging import MessageHub
@@ -33,95 +33,9 @@ from bdl_mm.models.translators.conv_bn_fold import fold_conv_bn
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 OFF = dict(lambda_per=0., lambda_per_recon=0.)
+PLAIN_M = dict(fold_bn=False, channels_last=False)
 make_batch = load_tool('benchmark_translation.py').make_batch  # PackInputs + pseudo_collate's batch
-
-
-class ReferencePerceptualCycleGAN(PerceptualCycleGAN):
-    """The step before issue 14 (bdl_mm 765ef60 + update_order), copied verbatim: M itself, NCHW, unfolded."""
-
-    def seg_logits(self, imgs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        groups: Dict[tuple, List[int]] = {}
-        for i, img in enumerate(imgs):
-            groups.setdefault(tuple(img.shape[1:]), []).append(i)
-        out: List[Optional[torch.Tensor]] = [None] * len(imgs)
-        for idxs in groups.values():
-            batch = torch.cat([imgs[i] for i in idxs]) if len(idxs) > 1 else imgs[idxs[0]]
-            logits = self.segmentor(self.to_seg_input(batch), mode='tensor')
-            for i, chunk in zip(idxs, logits.split([imgs[i].shape[0] for i in idxs])):
-                out[i] = chunk
-        return out
-
-    def perceptual_distance(self, pred, target):
-        if self.distance == 'mse_instance_norm':
-            return F.mse_loss(F.instance_norm(pred), F.instance_norm(target))
-        return F.l1_loss(pred, target)
-
-    def _get_perceptual_loss(self, outputs: dict) -> Dict[str, torch.Tensor]:
-        seg = self.segmentor
-        if seg.training:
-            seg.eval()
-        terms = []
-        for src in self._reachable_domains:
-            tgt = self._get_opposite_domain(src)
-            if self.lambda_per != 0:
-                terms.append((f'loss_per_{src}', self.lambda_per, src, outputs[f'fake_{tgt}']))
-            if self.lambda_per_recon != 0:
-                terms.append((f'loss_per_recon_{src}', self.lambda_per_recon, src, outputs[f'cycle_{src}']))
-        reals = [outputs[f'real_{d}'] for d in self._reachable_domains]
-        fakes = [t[3] for t in terms]
-        if self.batch_mode == 'split':
-            with torch.no_grad():
-                real_logits = self.seg_logits(reals)
-            fake_logits = self.seg_logits(fakes)
-        elif self.batch_mode == 'joint':
-            logits = self.seg_logits(reals + fakes)
-            real_logits = [x.detach() for x in logits[:len(reals)]]
-            fake_logits = logits[len(reals):]
-        else:
-            with torch.no_grad():
-                real_logits = [self.seg_logits([x])[0] for x in reals]
-            fake_logits = [self.seg_logits([x])[0] for x in fakes]
-        real_of = dict(zip(self._reachable_domains, real_logits))
-        return {name: weight * self.perceptual_distance(pred, real_of[src])
-                for (name, weight, src, _), pred in zip(terms, fake_logits)}
-
-    def _get_gen_loss(self, outputs):
-        loss_g, log_vars_g = super(PerceptualCycleGAN, self)._get_gen_loss(outputs)  # MMagic's CycleGAN
-        if not self.with_perceptual:
-            return loss_g, log_vars_g
-        loss_per, log_vars_per = self.parse_losses(self._get_perceptual_loss(outputs))
-        log_vars_per.pop('loss')
-        log_vars_g.update(log_vars_per)
-        log_vars_g['loss'] = log_vars_g['loss'] + loss_per.detach()
-        return loss_g + loss_per, log_vars_g
-
-    def train_step(self, data: dict, optim_wrapper):
-        if self.update_order == 'discriminators_first':
-            return super(PerceptualCycleGAN, self).train_step(data, optim_wrapper)  # MMagic's CycleGAN
-        data = self.data_preprocessor(data, True)
-        inputs_dict = data['inputs']
-        gen_optim, disc_optim = optim_wrapper['generators'], optim_wrapper['discriminators']
-        outputs, log_vars = dict(), dict()
-        with gen_optim.optim_context(self.generators):
-            for target_domain in self._reachable_domains:
-                source_domain = self.get_other_domains(target_domain)[0]
-                results = self(inputs_dict[f'img_{source_domain}'], test_mode=False, target_domain=target_domain)
-                outputs[f'real_{source_domain}'] = results['source']
-                outputs[f'fake_{target_domain}'] = results['target']
-                results = self(results['target'], test_mode=False, target_domain=source_domain)
-                outputs[f'cycle_{source_domain}'] = results['target']
-            set_requires_grad(self.discriminators, False)
-            try:
-                loss_g, log_vars_g = self._get_gen_loss(outputs)
-                gen_optim.update_params(loss_g)
-            finally:
-                set_requires_grad(self.discriminators, True)
-        log_vars.update(log_vars_g)
-        with disc_optim.optim_context(self.discriminators):
-            loss_d, log_vars_d = self._get_disc_loss(outputs)
-            disc_optim.update_params(loss_d)
-        log_vars.update(log_vars_d)
-        return log_vars
+DOMAINS = ('source', 'target')
 
 
 def small_deeplab_cfg(num_classes=5):
@@ -147,38 +61,31 @@ def randomise_batchnorm(model, seed=1):
     return model
 
 
-def optim(model, kind='adam'):
-    def one(params):
-        if kind == 'adam':
-            return OptimWrapper(torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.999)))
-        return OptimWrapper(torch.optim.SGD(params, lr=0.1))
-
-    return OptimWrapperDict(generators=one(model.generators.parameters()),
-                            discriminators=one(model.discriminators.parameters()))
-
-
 @pytest.fixture(autouse=True)
 def _iter_zero():
     MessageHub.get_current_instance().update_info('iter', 0)
 
 
-def build_pair(per, order, fast=dict(fold_bn=True, channels_last=True)):
-    """(optimised, reference) from the same seed, with the same G/D weights and the same M (BatchNorm randomised)."""
+def build(per, order='generators_first', fast=dict(fold_bn=True, channels_last=True), seed=0):
+    """F (``PerceptualCycleGAN``) with a small DeepLabV2 M whose BatchNorm statistics are randomised, and MMagic's
+    ``CycleGAN`` holding the same generator and discriminator weights."""
     seg = dict(config=small_deeplab_cfg(), checkpoint=None, num_classes=5)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     ours = PerceptualCycleGAN(**gan_cfg(), segmentor=seg, perceptual_loss=dict(per, **fast), update_order=order)
-    torch.manual_seed(0)
-    ref = ReferencePerceptualCycleGAN(**gan_cfg(), segmentor=seg, perceptual_loss=dict(per, fold_bn=False,
-                                                                                         channels_last=False),
-                                      update_order=order)
-    ref.load_state_dict(ours.state_dict())
     randomise_batchnorm(ours.segmentor)
-    ref.segmentor.load_state_dict(ours.segmentor.state_dict())
-    return ours.train(), ref.train()
+    with DefaultScope.overwrite_default_scope('mmagic'):
+        mmagic = CycleGAN(**gan_cfg())
+    mmagic.load_state_dict(ours.state_dict())  # M is not part of F's state: G and D only
+    return ours.train(), mmagic.train()
 
 
-def run_steps(model, steps=2, kind='adam'):
-    wrapper = optim(model, kind)
+def run_steps(model, steps=2, lr_g=1e-3, lr_d=1e-3, kind='adam'):
+    def one(params, lr):
+        return OptimWrapper(torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999)) if kind == 'adam' else
+                            torch.optim.SGD(params, lr=lr))
+
+    wrapper = OptimWrapperDict(generators=one(model.generators.parameters(), lr_g),
+                               discriminators=one(model.discriminators.parameters(), lr_d))
     logs = []
     for i in range(steps):
         MessageHub.get_current_instance().update_info('iter', i)
@@ -187,65 +94,101 @@ def run_steps(model, steps=2, kind='adam'):
     return logs
 
 
-@pytest.mark.parametrize('order', ['generators_first', 'discriminators_first'])
-def test_perceptual_off_is_bitwise_the_step_before(order):
-    ours, ref = build_pair(OFF, order)
-    logs_ours, logs_ref = run_steps(ours), run_steps(ref)
-    assert logs_ours == logs_ref  # every loss, bitwise, at both steps
-    ref_params = dict(ref.named_parameters())
-    assert all(torch.equal(p, ref_params[k]) for k, p in ours.named_parameters())
-    assert ours.__dict__['_loss_seg'] is None  # M (and its folded copy) never ran
+def params(model, prefix=''):
+    return {k: p.detach().clone() for k, p in model.named_parameters() if k.startswith(prefix)}
 
 
-def updates(model, steps=1):
-    """{name: parameter change} after ``steps`` SGD steps, and the largest change of any parameter."""
-    before = {k: p.detach().clone() for k, p in model.named_parameters()}
-    logs = run_steps(model, steps, kind='sgd')
-    delta = {k: p.detach() - before[k] for k, p in model.named_parameters()}
-    return logs, delta, max(d.abs().max().item() for d in delta.values())
+def perceptual_terms(model, m, batch, lambda_per, lambda_per_recon, distance='mse_instance_norm'):
+    """The paper's perceptual loss (eq. 2-3, REFERENCE: lambda_per on the translated image, lambda_per_recon on the
+    reconstruction), written out: for each domain d with the other domain e,
+    ``loss_per_d = lambda_per * dist(M(x_d), M(G_e(x_d)))``,
+    ``loss_per_recon_d = lambda_per_recon * dist(M(x_d), M(G_d(G_e(x_d))))``, where dist is the mean squared error
+    of the instance-normalised logits (or L1), M is frozen and only its outputs for generated images carry gradients.
+    ``m`` is M itself (eval mode, unfolded, NCHW); images go to M through F's ``to_seg_input``."""
+    inputs = model.data_preprocessor(batch, True)['inputs']
+
+    def dist(a, b):
+        return F.mse_loss(F.instance_norm(a), F.instance_norm(b)) if distance == 'mse_instance_norm' else \
+            F.l1_loss(a, b)
+
+    def seg(x):
+        return m(model.to_seg_input(x), mode='tensor')
+
+    terms = {}
+    for d, e in (DOMAINS, DOMAINS[::-1]):
+        real = inputs[f'img_{d}']
+        fake = model.generators[e](real)
+        cycle = model.generators[d](fake)
+        with torch.no_grad():
+            target = seg(real)
+        terms[f'loss_per_{d}'] = lambda_per * dist(seg(fake), target)
+        terms[f'loss_per_recon_{d}'] = lambda_per_recon * dist(seg(cycle), target)
+    return terms
 
 
-@pytest.mark.parametrize('order', ['generators_first', 'discriminators_first'])
-@pytest.mark.parametrize('per', [dict(lambda_per=0.1, lambda_per_recon=10.),
-                                 dict(lambda_per=1., lambda_per_recon=1., distance='l1')])
-def test_perceptual_on_matches_the_step_before(order, per):
-    """Same losses (relative 1e-5) under Adam, the release's optimiser; same parameter change (1e-5 of the largest
-    change) under SGD. Parameters are not compared after Adam steps: Adam divides by sqrt(v), so where a gradient
-    is zero up to rounding (the generator conv biases before an InstanceNorm: ~1e-12, no effect on any output) it
-    turns rounding into steps of +-lr, in either version alike."""
-    ours, ref = build_pair(per, order)
-    (log_ours, ), (log_ref, ) = run_steps(ours, 1), run_steps(ref, 1)
-    folded = ours.loss_segmentor()
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())  # the fast path did run, folded
-    assert folded.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert set(log_ours) == set(log_ref) and sum(k.startswith('loss_per') for k in log_ref) == 4
-    for k, v in log_ref.items():
-        assert log_ours[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
-
-    ours, ref = build_pair(per, order)
-    (log_ours, ), d_ours, _ = updates(ours)
-    (log_ref, ), d_ref, scale = updates(ref)
-    for k, v in log_ref.items():
-        assert log_ours[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
-    for k, d in d_ref.items():
-        torch.testing.assert_close(d_ours[k], d, rtol=0, atol=1e-5 * scale, msg=k)
-    # the check can fail: the perceptual terms do change the generators' step (against the loss switched off)
-    off, _ = build_pair(OFF, order)
-    _, d_off, _ = updates(off)
-    assert max((d - d_off[k]).abs().max().item() for k, d in d_ref.items() if k.startswith('generators')) > 0.1 * scale
+@pytest.mark.parametrize('order', ['discriminators_first', 'generators_first'])
+def test_perceptual_off_is_mmagic_cyclegan(order):
+    ours, mmagic = build(OFF, order)
+    ours.loss_segmentor = ours.seg_logits = lambda *a: pytest.fail('M ran with the perceptual loss off')
+    if order == 'discriminators_first':  # MMagic's order: bitwise MMagic's step, two Adam steps
+        assert run_steps(ours) == run_steps(mmagic)
+        assert all(torch.equal(p, q) for p, q in zip(params(ours).values(), params(mmagic).values()))
+    else:  # the release's order: with the discriminators still, the generators take MMagic's step
+        logs_ours, logs_mmagic = run_steps(ours, 1, lr_d=0.), run_steps(mmagic, 1, lr_d=0.)
+        for k, v in logs_mmagic[0].items():
+            assert logs_ours[0][k] == pytest.approx(v, rel=1e-6), k
+        g_mmagic = params(mmagic, 'generators')
+        for k, p in params(ours, 'generators').items():
+            torch.testing.assert_close(p, g_mmagic[k], rtol=0, atol=1e-7, msg=k)
 
 
-@pytest.mark.parametrize('fast', [dict(fold_bn=True, channels_last=False), dict(fold_bn=False, channels_last=True),
-                                  dict(fold_bn=False, channels_last=False)])
-def test_each_switch_alone_matches(fast):
-    per = dict(lambda_per=0.1, lambda_per_recon=10.)
-    ours, ref = build_pair(per, 'generators_first', fast)
-    (log_ours, ), (log_ref, ) = run_steps(ours, 1), run_steps(ref, 1)
-    for k, v in log_ref.items():
-        assert log_ours[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
-    if fast == dict(fold_bn=False, channels_last=False):
-        assert ours.loss_segmentor() is ours.segmentor  # M itself: the step before, bitwise
-        assert log_ours == log_ref
+PAPER = dict(lambda_per=0.1, lambda_per_recon=10.)
+L1 = dict(lambda_per=1., lambda_per_recon=1., distance='l1')
+FAST = dict(fold_bn=True, channels_last=True)
+
+
+@pytest.mark.parametrize('per, fast, order', [
+    *((per, fast, 'generators_first') for per in (PAPER, L1)
+      for fast in (FAST, dict(fold_bn=True, channels_last=False), dict(fold_bn=False, channels_last=True), PLAIN_M)),
+    (PAPER, FAST, 'discriminators_first'), (L1, PLAIN_M, 'discriminators_first')])
+def test_perceptual_step_is_the_functional_loss(per, fast, order):
+    """Losses: each term equals the functional one (relative 1e-5). Update (SGD, discriminators still, so that the
+    update order does not change the generators' step): F's generator step minus MMagic's plain step is
+    -lr * grad of the functional perceptual loss (1e-5 of the step)."""
+    lr = 0.1
+    ours, mmagic = build(per, order, fast=fast)
+    m = copy.deepcopy(ours.segmentor).eval()
+    g0 = params(ours, 'generators')
+    with torch.enable_grad():
+        terms = perceptual_terms(ours, m, make_batch(2, 32, seed=0), per['lambda_per'], per['lambda_per_recon'],
+                                 per.get('distance', 'mse_instance_norm'))
+        names = [k for k, _ in ours.generators.named_parameters()]
+        grads = torch.autograd.grad(sum(terms.values()), list(ours.generators.parameters()), allow_unused=True)
+    expected_step = {f'generators.{k}': (-lr * g if g is not None else 0 * g0[f'generators.{k}'])
+                     for k, g in zip(names, grads)}
+
+    (log_ours, ) = run_steps(ours, 1, lr_g=lr, lr_d=0., kind='sgd')
+    (log_mmagic, ) = run_steps(mmagic, 1, lr_g=lr, lr_d=0., kind='sgd')
+    assert sorted(k for k in log_ours if k.startswith('loss_per')) == sorted(terms)
+    for k, v in terms.items():
+        assert log_ours[k] == pytest.approx(float(v), rel=1e-5, abs=1e-7), k
+    for k, v in log_mmagic.items():  # MMagic's own terms are untouched
+        if k != 'loss':
+            assert log_ours[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+
+    g_ours, g_mmagic = params(ours, 'generators'), params(mmagic, 'generators')
+    scale = max(s.abs().max().item() for s in expected_step.values())
+    assert scale > 0  # the check can fail: the perceptual loss moves the generators
+    for k, step in expected_step.items():
+        torch.testing.assert_close((g_ours[k] - g0[k]) - (g_mmagic[k] - g0[k]), step, rtol=0, atol=1e-5 * scale,
+                                   msg=k)
+    if fast != PLAIN_M:
+        folded = ours.loss_segmentor()
+        assert (not any(isinstance(x, nn.BatchNorm2d) for x in folded.modules())) == fast['fold_bn']
+        assert folded.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last) == \
+            fast['channels_last']
+    else:
+        assert ours.loss_segmentor() is ours.segmentor  # M itself
 
 
 def _conv_bn_block(order=('conv', 'norm', 'act')):
@@ -291,7 +234,7 @@ def test_fold_conv_bn_folds_known_pairs_only():
 
 def test_loss_segmentor_is_rebuilt_when_m_changes():
     per = dict(lambda_per=0.1, lambda_per_recon=10.)
-    ours, _ = build_pair(per, 'generators_first')
+    ours, _ = build(per)
     fast = ours.loss_segmentor()
     assert fast is not ours.segmentor and ours.loss_segmentor() is fast  # cached
     assert not any(k.startswith('_loss_seg') or 'segmentor' in k for k in ours.state_dict())
@@ -325,4 +268,5 @@ def test_fast_switches_are_checked():
         PerceptualCycleGAN(**gan_cfg(), segmentor=seg, perceptual_loss=dict(fold_bn=1))
     model = PerceptualCycleGAN(**gan_cfg(), segmentor=seg)
     assert model.fold_bn is True and model.channels_last == 'auto'
-    assert model._use_channels_last(torch.device('cpu')) and not model._use_channels_last(torch.device('cuda', 0))
+    # 'auto': channels-last on the CPU
+    assert model.loss_segmentor().backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -5,8 +5,10 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 from toy_helpers import ROOT, load_tool
+
+from bdl_mm.engine.stage_configs import StageConfigBuilder
+from bdl_mm.structures.plan import build_plan
 
 study = load_tool('shift_study.py')
 TINY = ['--num-source', '2', '--num-target-train', '2', '--num-target-val', '1']
@@ -71,13 +73,13 @@ def test_each_run_reads_its_family_data_and_seed(tmp_path, capsys):
     cfg.merge_from_dict(options)
     cfg.work_dir = str(tmp_path / 'built')
     assert cfg.randomness.seed == 3
-    loop = Runner.from_cfg(cfg).build_train_loop(cfg.train_cfg)
+    configs = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), cfg.work_dir)  # each stage's config, as the loop's
     data = str(work / 'data' / 'sensor')
     # M's data, F's folders and the oracle's labels all come from the family's data
-    assert loop._m_image_folders()['source']['data_root'] == data + '/gta5/'
-    assert loop._m_image_folders()['target']['data_root'] == data + '/cityscapes/'
+    assert configs.m_image_folders()['source']['data_root'] == data + '/gta5/'
+    assert configs.m_image_folders()['target']['data_root'] == data + '/cityscapes/'
     assert cfg.val_dataloader.dataset.data_root == data + '/cityscapes/'
-    assert loop._oracle_dataset().data_root == data + '/cityscapes/'
+    assert configs.oracle_dataset().data_root == data + '/cityscapes/'
     assert not osp.exists(work / 'sensor')  # a dry run trains nothing
 
 
@@ -151,7 +153,7 @@ def test_report_writes_the_finished_runs_and_trains_nothing(tmp_path, capsys):
 def test_a_finished_run_of_another_config_is_refused(tmp_path, capsys):
     """A finished run is read only if its recorded fingerprint (bdl_config.json) is this study's config with the run's
     seed and data: configs/bdl_toy.py's run is read by a report of bdl_toy.py, refused by one of bdl_toy_gap.py."""
-    from bdl_mm.apis.config_fingerprint import outer_fingerprint, record_fingerprint
+    from bdl_mm.engine.fingerprint import outer_fingerprint, record_fingerprint
     work = tmp_path / 'study'
     run_dir = work / 'toy' / 'seed0'
     fake_run(run_dir, {'source-only': 30, 'reinhard': 40, 'BDL': 42, 'oracle': 60}, 44)

@@ -53,7 +53,8 @@ def main():
     for split in splits:
         jobs = collect_jobs(root, split, args.gt_dir)
         ok, mismatches, errors = run_conversion(jobs, lut, read_id_label, args.nproc, args.size_mismatch,
-                                                args.overwrite, args.shard_id, args.num_shards)
+                                                args.overwrite, args.shard_id, args.num_shards,
+                                                progress=args.progress)
         report(f'cityscapes.py [{split}]', ok, mismatches, errors, args.size_mismatch)
         if args.num_shards == 1:
             write_lines_atomic(osp.join(root, f'{split}.txt'), ok)

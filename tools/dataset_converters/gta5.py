@@ -48,7 +48,8 @@ def main():
     jobs = collect_jobs(args.gta5_path)
     lut = build_lut(cityscapes_id_to_train_id())
     ok, mismatches, errors = run_conversion(jobs, lut, read_id_label, args.nproc, args.size_mismatch, args.overwrite,
-                                            args.shard_id, args.num_shards)
+                                            args.shard_id, args.num_shards,
+                                            progress=args.progress)
     report('gta5.py', ok, mismatches, errors, args.size_mismatch,
            osp.join(args.gta5_path, 'size_mismatch.txt') if args.num_shards == 1 else None)
     if args.num_shards == 1:

@@ -42,7 +42,8 @@ def main():
     jobs = collect_jobs(args.synthia_path)
     lut = build_lut(SYNTHIA_ID_TO_TRAIN_ID, size=65536)
     ok, mismatches, errors = run_conversion(jobs, lut, read_synthia_label, args.nproc, args.size_mismatch,
-                                            args.overwrite, args.shard_id, args.num_shards)
+                                            args.overwrite, args.shard_id, args.num_shards,
+                                            progress=args.progress)
     report('synthia.py', ok, mismatches, errors, args.size_mismatch,
            osp.join(args.synthia_path, 'size_mismatch.txt') if args.num_shards == 1 else None)
     if args.num_shards == 1:

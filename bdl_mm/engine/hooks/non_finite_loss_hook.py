@@ -151,7 +151,7 @@ class NonFiniteLossHook(Hook):
             runner.logger.warning(f'stage {self.stage}: non-finite loss at iteration {self._iter}: {term} = {value}; '
                                   f'batch skipped ({sum(self.skips.values())} so far: {self._counts()})')
             if is_main_process():
-                from bdl_mm.apis.stage_outputs import atomic_write_json
+                from bdl_mm.utils.atomic_io import atomic_write_json
                 atomic_write_json(osp.join(runner.work_dir, SKIPS_FILE),
                                   dict(stage=self.stage, skipped=sum(self.skips.values()), per_term=dict(self.skips),
                                        last_iteration=self._iter))

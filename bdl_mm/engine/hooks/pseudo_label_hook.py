@@ -90,8 +90,8 @@ class PseudoLabelHook(Hook):
             if self.checkpoint is not None:
                 from mmengine.runner.checkpoint import load_checkpoint
                 model = copy.deepcopy(unwrap_segmentor(runner.model))
-                load_checkpoint(model, self.checkpoint, map_location='cpu', revise_keys=[(r'^segmentor\.', ''),
-                                                                                          (r'^module\.', '')])
+                load_checkpoint(model, self.checkpoint, map_location='cpu', logger='current',
+                                revise_keys=[(r'^segmentor\.', ''), (r'^module\.', '')])
             self._label(runner, model, 'before_train', update=True)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:

@@ -5,7 +5,7 @@ from typing import Optional
 from mmengine.hooks import Hook, LoggerHook
 from mmseg.registry import HOOKS
 
-from ...apis.run_status import format_duration
+from ..run_status import format_duration
 from ..runner.concise_runner import CONSOLE_ONLY
 
 

@@ -1,5 +1,7 @@
 # Copyright (c) bdl_mm contributors.
 """An mmengine Runner whose console shows only the lines meant for it; its log file keeps everything."""
+import contextlib
+import io
 import logging
 import os
 import os.path as osp
@@ -40,6 +42,20 @@ def _emitter_file() -> str:
     return ''
 
 
+_WARNINGS_TO_FILE = [0]
+
+
+@contextlib.contextmanager
+def warnings_to_log_file():
+    """Inside this block the project's warnings go to the log file only: a config check that builds a model it
+    will not run (F without M's checkpoint) would otherwise warn on the console about that throw-away model."""
+    _WARNINGS_TO_FILE[0] += 1
+    try:
+        yield
+    finally:
+        _WARNINGS_TO_FILE[0] -= 1
+
+
 class ConsoleFilter(logging.Filter):
     """On a console handler, pass: the records marked ``extra=CONSOLE`` or ``CONSOLE_ONLY``, errors, and the
     warnings that the project's own code logs (those of the installed packages, e.g. mmengine's one line per frozen
@@ -59,6 +75,8 @@ class ConsoleFilter(logging.Filter):
             return False
         if record.levelno >= logging.ERROR:
             return True
+        if _WARNINGS_TO_FILE[0]:
+            return False
         return record.levelno >= logging.WARNING and not is_third_party(_emitter_file())
 
 
@@ -72,6 +90,35 @@ def make_console_concise(logger: logging.Logger) -> logging.Logger:
         elif isinstance(handler, logging.StreamHandler):
             handler.addFilter(ConsoleFilter(console=True))
     return logger
+
+
+# warnings of installed packages raised while the tools imported the stack (tools/_bootstrap.py), written to the
+# first concise run's log file
+_DEFERRED_WARNINGS: list = []
+
+
+def defer_import_warnings(records) -> None:
+    """Show the project's own warnings among ``records`` (``warnings.catch_warnings(record=True)``) now, and keep the
+    installed packages' for the log file of the next :class:`ConciseRunner`."""
+    for w in records:
+        if is_third_party(w.filename):
+            _DEFERRED_WARNINGS.append(w)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
+@contextlib.contextmanager
+def prints_to_log_file(logger: logging.Logger):
+    """mmengine prints some lines with ``print`` (``Loads checkpoint by local backend ...``, ``Did not find
+    last_checkpoint to be resumed.``): inside this block they go to the log file only."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        for line in buf.getvalue().splitlines():
+            if line.strip():
+                logger.info(line, extra=FILE_ONLY)
 
 
 def log_python_warning(message, category, filename, lineno, file=None, line=None):
@@ -96,4 +143,15 @@ class ConciseRunner(Runner):
     def build_logger(self, log_level='INFO', log_file=None, **kwargs):
         logger = make_console_concise(super().build_logger(log_level=log_level, log_file=log_file, **kwargs))
         warnings.showwarning = log_python_warning
+        while _DEFERRED_WARNINGS:
+            w = _DEFERRED_WARNINGS.pop(0)
+            log_python_warning(w.message, w.category, w.filename, w.lineno)
         return logger
+
+    def load_or_resume(self) -> None:
+        with prints_to_log_file(self.logger):
+            super().load_or_resume()
+
+    def load_checkpoint(self, *args, **kwargs):
+        with prints_to_log_file(self.logger):
+            return super().load_checkpoint(*args, **kwargs)

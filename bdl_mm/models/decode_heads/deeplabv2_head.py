@@ -113,7 +113,7 @@ def check_classifier_checkpoint(model_cfg, checkpoint: str, what: str = 'load_fr
     if not heads or checkpoint is None:
         return
     from mmengine.runner.checkpoint import _load_checkpoint
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     keys = sorted(k for k in state if 'decode_head.conv2d_list.' in k)

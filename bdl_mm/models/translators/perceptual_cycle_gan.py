@@ -66,7 +66,7 @@ def build_frozen_segmentor(config: Union[str, dict], checkpoint: Optional[str] =
         model = SEG_MODELS.build(model_cfg)
     if checkpoint is not None:
         check_classifier_checkpoint(model_cfg, checkpoint, 'model.segmentor.checkpoint')
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
         state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
         state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
         if not set(state_dict) & set(model.state_dict()) and any(k.startswith('segmentor.') for k in state_dict):

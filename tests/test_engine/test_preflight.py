@@ -7,6 +7,7 @@ import os.path as osp
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -14,15 +15,15 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
-from toy_helpers import ROOT, make_converted_toy, write_bdl_config
+from toy_helpers import ROOT, write_bdl_config
 
-from bdl_mm.apis.preflight import DataCheckError, plan_splits, preflight, scan
+from bdl_mm.engine.preflight import DataCheckError, plan_splits, preflight, scan
+from bdl_mm.engine.stage_configs import StageConfigBuilder
 
 
 @pytest.fixture(scope='module')
-def toy_master(tmp_path_factory):
-    return make_converted_toy(tmp_path_factory.mktemp('preflight_toy'), num_source=6, num_target_train=4,
-                              num_target_val=2)
+def toy_master(toy_root):
+    return toy_root  # the session's toy pair, read-only: the tests corrupt a copy
 
 
 @pytest.fixture(scope='module')
@@ -38,18 +39,25 @@ def toy_loop(toy_master, tmp_path_factory):
 
 
 @pytest.fixture
-def toy(toy_loop, toy_master, tmp_path):
+def toy(toy_loop, toy_master):
     """The loop's toy pair, fresh: free to corrupt."""
     path, loop = toy_loop
     shutil.rmtree(path)
     shutil.copytree(toy_master, path)
-    loop.state, loop.work_dir = {}, str(tmp_path / 'work')
     return path
 
 
 @pytest.fixture
-def loop(toy_loop, toy):
-    return toy_loop[1]
+def loop(toy_loop, toy, tmp_path):
+    """The loop's plan with a stage config builder of a fresh work dir, and no stage done."""
+    plan, cfg, work = toy_loop[1].plan, toy_loop[1].outer_cfg, str(tmp_path / 'work')
+    return SimpleNamespace(plan=plan, outer_cfg=cfg, configs=StageConfigBuilder(cfg, plan, work), work_dir=work,
+                           state={})
+
+
+def check(loop, mode):
+    """The scan the loop runs before its first stage."""
+    return preflight(loop.plan, loop.configs, mode, state=loop.state, report_dir=loop.work_dir)
 
 
 def target_images(toy):
@@ -61,7 +69,7 @@ def first_label(toy, pattern):
 
 
 def test_clean_data_passes_and_reports_its_rate(loop):
-    splits = plan_splits(loop)
+    splits = plan_splits(loop.plan, loop.configs, loop.state)
     names = [s.name.split(' (')[0] for s in splits]
     assert names == ['source train', 'target train', 'target val', 'translation source', 'translation target',
                      'translate input']
@@ -70,10 +78,10 @@ def test_clean_data_passes_and_reports_its_rate(loop):
         # 6 source images + 6 labels, 4 target train, 2 val images + 2 labels; F and translate read the same files
         assert report['files'] == 20 and report['errors'] == []
         assert report['files_per_s'] > 0 and report['seconds'] >= 0
-    report = preflight(loop, 'header')
+    report = check(loop, 'header')
     saved = json.load(open(osp.join(loop.work_dir, 'preflight.json')))
     assert saved['files'] == report['files'] == 20 and saved['mode'] == 'header'
-    assert preflight(loop, 'none') is None
+    assert check(loop, 'none') is None
 
 
 def _garbage(path):
@@ -133,7 +141,7 @@ def test_bad_input_is_named_in_one_line(case, split, message, toy, loop):
         path = osp.join(toy, 'gta5/images/99999.png')
         _garbage(path)
     with pytest.raises(DataCheckError) as info:
-        preflight(loop, 'header')
+        check(loop, 'header')
     text = str(info.value)
     assert '\n' not in text and split in text and message.format(path=path) in text, text
     assert not osp.exists(osp.join(loop.work_dir, 'm0'))
@@ -145,17 +153,17 @@ def test_full_mode_decodes_what_header_mode_cannot_see(toy, loop):
     start = data.index(b'IDAT') + 8
     data[start:start + 64] = bytes(64)  # compressed pixels destroyed; header and end chunk intact
     open(path, 'wb').write(bytes(data))
-    assert preflight(loop, 'header')['files'] == 20
+    assert check(loop, 'header')['files'] == 20
     with pytest.raises(DataCheckError, match=f'target train.*cannot decode image {path}'):
-        preflight(loop, 'full')
-    assert preflight(loop, 'none') is None
+        check(loop, 'full')
+    assert check(loop, 'none') is None
 
 
 def test_every_problem_is_counted_and_listed(toy, loop):
     for path in target_images(toy)[:3]:
         _garbage(path)
     with pytest.raises(DataCheckError, match=r'\(and 2 more problem\(s\)\)'):
-        preflight(loop, 'header')
+        check(loop, 'header')
     report = json.load(open(osp.join(loop.work_dir, 'preflight.json')))
     assert len(report['errors']) == 3
 
@@ -166,7 +174,6 @@ def test_translate_input_uses_the_source_dataset_class_default_suffix(toy, loop)
     from mmseg.registry import DATASETS
 
     from bdl_mm.datasets import GTA5Dataset
-    from bdl_mm.engine.loops.bidirectional_loop import Stage
 
     @DATASETS.register_module(name='PreflightJpgSourceDataset', force=True)
     class JpgSource(GTA5Dataset):
@@ -181,12 +188,13 @@ def test_translate_input_uses_the_source_dataset_class_default_suffix(toy, loop)
     try:
         source.type = 'PreflightJpgSourceDataset'
         source.pop('img_suffix', None)
-        translate_input = [s for s in plan_splits(loop) if s.name.startswith('translate input')]
+        splits = plan_splits(loop.plan, loop.configs, loop.state)
+        translate_input = [s for s in splits if s.name.startswith('translate input')]
         assert len(translate_input) == 1 and len(translate_input[0].images) == 6
         assert all(p.endswith('.jpg') for p in translate_input[0].images)
-        assert preflight(loop, 'full')['files'] == 20
+        assert check(loop, 'full')['files'] == 20
         # tools/status.py's planned work of the translate stage counts the same 6 images
-        assert loop._planned_units(Stage('k1/translate', 'translate', 1))['units'] == 6
+        assert loop.configs.planned_units(loop.plan.get('k1/translate'))['units'] == 6
     finally:
         loop.outer_cfg.train_dataloader.dataset.source = saved
 
@@ -211,31 +219,31 @@ def _fake_stage_outputs(loop, toy):
 
 def test_resume_checks_translated_images_and_pseudo_labels(toy, loop):
     translated, pseudo, targets = _fake_stage_outputs(loop, toy)
-    assert preflight(loop, 'full')['files'] == 20 + 6 + 4
+    assert check(loop, 'full')['files'] == 20 + 6 + 4
     # translated at F's training width (scale_width): the aspect ratio is kept, fine
     name = sorted(os.listdir(translated))[2]
     img = cv2.imread(osp.join(translated, name))
     cv2.imwrite(osp.join(translated, name), cv2.resize(img, (256, 140)))
-    preflight(loop, 'header')
+    check(loop, 'header')
     # a translated image of another shape than its source image
     cv2.imwrite(osp.join(translated, name), img[:100])
     with pytest.raises(DataCheckError, match=f'translated images \\(k1/translate\\): image {translated}/{name} is '
                                              '320x100 but .*is 320x176'):
-        preflight(loop, 'header')
+        check(loop, 'header')
     # a missing one
     os.remove(osp.join(translated, name))
     with pytest.raises(DataCheckError, match=f'image {translated}/{name} does not exist'):
-        preflight(loop, 'header')
+        check(loop, 'header')
     shutil.copy(osp.join(toy, 'gta5/images', name), osp.join(translated, name))
     # a pseudo label with an id the model cannot predict (full mode decodes every label)
     label = osp.join(pseudo, osp.relpath(targets[1], osp.join(toy, 'cityscapes/leftImg8bit/train')))
     cv2.imwrite(label, np.full((128, 256), 77, np.uint8))
     with pytest.raises(DataCheckError, match=f'pseudo labels \\(k1/ssl1\\): label {label} holds ids \\[77\\]'):
-        preflight(loop, 'full')
+        check(loop, 'full')
     # one at another size than M ran at
     cv2.imwrite(label, np.full((64, 256), 3, np.uint8))
     with pytest.raises(DataCheckError, match=f'label {label} is 256x64, expected 256x128'):
-        preflight(loop, 'header')
+        check(loop, 'header')
 
 
 def test_train_exits_in_one_line_before_any_training(toy, tmp_path):

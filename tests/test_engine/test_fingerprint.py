@@ -8,50 +8,48 @@ import types
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
-from toy_helpers import load_tool, make_converted_toy, write_bdl_config
+from toy_helpers import load_tool, write_bdl_config
 
-from bdl_mm.apis.config_fingerprint import (
+from bdl_mm.engine.fingerprint import (
     ConfigChangedError,
     check_config_unchanged,
     config_fingerprint,
     record_fingerprint,
 )
+from bdl_mm.engine.stage_configs import StageConfigBuilder
+from bdl_mm.structures.plan import build_plan
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, toy_root):
     root = tmp_path_factory.mktemp('fingerprint')
-    toy = make_converted_toy(root / 'toy', num_source=6, num_target_train=4, num_target_val=2)
-    config = write_bdl_config(root / 'cfg.py', toy)
+    config = write_bdl_config(root / 'cfg.py', toy_root)
     cfg = Config.fromfile(config)
     cfg.work_dir = str(root / 'work')
-    return config, cfg, Runner.from_cfg(cfg).build_train_loop(cfg.train_cfg)
+    return config, cfg
 
 
-def fingerprint_with(loop, options):
-    """The fingerprint of the loop's config with ``options`` merged in (the runner's config and the loop's stage
-    settings swapped meanwhile)."""
-    from mmengine.config import ConfigDict
-    runner = loop.runner
-    original, stage_cfgs = runner.cfg, loop.stage_cfgs
-    changed = copy.deepcopy(original)
+def fingerprint_of(cfg):
+    """The fingerprint the loop records for ``cfg`` (its plan, F's config as the stage config builder derives it)."""
+    plan = build_plan(cfg.train_cfg)
+    return config_fingerprint(cfg, plan, StageConfigBuilder(cfg, plan, cfg.work_dir))
+
+
+def fingerprint_with(cfg, options):
+    """The fingerprint of ``cfg`` with ``options`` merged in."""
+    changed = copy.deepcopy(cfg)
     changed.merge_from_dict(options)
-    runner.cfg = changed
-    loop.stage_cfgs = {kind: ConfigDict(changed.train_cfg.stages.get(kind, {})) for kind in stage_cfgs}
-    try:
-        return config_fingerprint(loop)
-    finally:
-        runner.cfg, loop.stage_cfgs = original, stage_cfgs
+    return fingerprint_of(changed)
 
 
 def test_changed_stage_settings_and_data_roots_are_refused_and_listed(setup, tmp_path):
-    _, _, loop = setup
+    _, cfg = setup
     work = str(tmp_path)
-    started = config_fingerprint(loop)
+    started = fingerprint_of(cfg)
     assert check_config_unchanged(work, started) is None  # nothing recorded yet
     record_fingerprint(work, started)
     assert check_config_unchanged(work, started) == []
-    changed = fingerprint_with(loop, {'train_cfg.stages.adaptation.train_cfg.max_iters': 7,
+    changed = fingerprint_with(cfg, {'train_cfg.stages.adaptation.train_cfg.max_iters': 7,
                                       'train_dataloader.dataset.target.data_root': '/elsewhere/cityscapes/'})
     with pytest.raises(ConfigChangedError) as info:
         check_config_unchanged(work, changed)
@@ -60,7 +58,7 @@ def test_changed_stage_settings_and_data_roots_are_refused_and_listed(setup, tmp
     assert 'train_cfg.stages.adaptation.train_cfg.max_iters (2 -> 7)' in msg
     assert 'train_dataloader.dataset.target.data_root (' in msg and '-> "/elsewhere/cityscapes/")' in msg
     # F's config file is part of it: its settings are listed under translation.
-    f_changed = fingerprint_with(loop, {'train_cfg.stages.translation.cfg_options.train_cfg.max_epochs': 3})
+    f_changed = fingerprint_with(cfg, {'train_cfg.stages.translation.cfg_options.train_cfg.max_epochs': 3})
     with pytest.raises(ConfigChangedError, match=r'2 key\(s\).* translation\.train_cfg\.max_epochs \(1 -> 3\)'):
         check_config_unchanged(work, f_changed)
     # --force-resume: continues, records the new fingerprint and the forced changes
@@ -73,9 +71,9 @@ def test_changed_stage_settings_and_data_roots_are_refused_and_listed(setup, tmp
 
 
 def test_run_time_switches_and_logging_do_not_count(setup, tmp_path):
-    _, _, loop = setup
-    record_fingerprint(str(tmp_path), config_fingerprint(loop))
-    same = fingerprint_with(loop, {'train_cfg.non_finite_loss': 'skip', 'train_cfg.check_data': 'full',
+    _, cfg = setup
+    record_fingerprint(str(tmp_path), fingerprint_of(cfg))
+    same = fingerprint_with(cfg, {'train_cfg.non_finite_loss': 'skip', 'train_cfg.check_data': 'full',
                                    'train_cfg.force_resume': True, 'train_cfg.sample_sheets': False,
                                    'train_cfg.verbose_console': True,
                                    'default_hooks.logger.interval': 7, 'log_level': 'DEBUG'})
@@ -83,9 +81,9 @@ def test_run_time_switches_and_logging_do_not_count(setup, tmp_path):
 
 
 def test_resume_with_a_changed_config_stops_before_any_stage(setup, tmp_path):
-    config, cfg, loop = setup
+    config, cfg = setup
     work = tmp_path / 'work'
-    record_fingerprint(str(work), config_fingerprint(loop))
+    record_fingerprint(str(work), fingerprint_of(cfg))
     changed = Config.fromfile(config)
     changed.merge_from_dict({'train_cfg.stages.source_only.train_cfg.max_iters': 5})
     changed.work_dir, changed.resume = str(work), True
@@ -95,7 +93,7 @@ def test_resume_with_a_changed_config_stops_before_any_stage(setup, tmp_path):
 
 
 def test_train_flags_reach_the_loop_only(setup, tmp_path):
-    config, _, _ = setup
+    config, _ = setup
     train = load_tool('train.py')
     args = types.SimpleNamespace(check_data='full', force_resume=True, verbose=False)
     cfg = Config.fromfile(config)

@@ -27,18 +27,27 @@ import socket
 import time
 from typing import Dict, List, Optional
 
+from ..structures.stage_kinds import (
+    ADAPTATION,
+    ORACLE,
+    PSEUDO_LABEL,
+    SOURCE_ONLY,
+    SSL_ADAPTATION,
+    TRANSLATE,
+    TRANSLATION,
+)
+
 STATE_FILE = 'bdl_state.json'
-M_KINDS = ('source_only', 'adaptation', 'ssl_adaptation', 'oracle')
 # a kind without a measurement borrows, in this order, the rate per unit of another kind: a translated image costs
 # about one F iteration (else one M iteration), a pseudo-labelled image about one M iteration
 RATE_FALLBACK = {
-    'source_only': ('adaptation', 'ssl_adaptation'),
-    'oracle': ('source_only', 'adaptation', 'ssl_adaptation'),
-    'adaptation': ('ssl_adaptation', 'source_only'),
-    'ssl_adaptation': ('adaptation', 'source_only'),
-    'translation': ('adaptation', 'ssl_adaptation', 'source_only'),
-    'translate': ('translation', 'source_only', 'adaptation', 'ssl_adaptation'),
-    'pseudo_label': ('source_only', 'adaptation', 'ssl_adaptation'),
+    SOURCE_ONLY: (ADAPTATION, SSL_ADAPTATION),
+    ORACLE: (SOURCE_ONLY, ADAPTATION, SSL_ADAPTATION),
+    ADAPTATION: (SSL_ADAPTATION, SOURCE_ONLY),
+    SSL_ADAPTATION: (ADAPTATION, SOURCE_ONLY),
+    TRANSLATION: (ADAPTATION, SSL_ADAPTATION, SOURCE_ONLY),
+    TRANSLATE: (TRANSLATION, SOURCE_ONLY, ADAPTATION, SSL_ADAPTATION),
+    PSEUDO_LABEL: (SOURCE_ONLY, ADAPTATION, SSL_ADAPTATION),
 }
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # a running stage whose last log line is older than max(STALE_MIN_S, STALE_FACTOR x its usual gap) may hang

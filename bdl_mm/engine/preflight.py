@@ -2,7 +2,8 @@
 
 On real data M(0) alone takes a day of GPU time; a corrupt target image or an empty split must not surface after it.
 :class:`~bdl_mm.engine.loops.BidirectionalLoop` calls :func:`preflight` at the start of ``run()`` (before the
-initial weights are saved and before any stage), with ``train_cfg.check_data`` (``tools/train.py --check-data``):
+initial weights are saved and before any stage), with ``train_cfg.check_data`` (``tools/train.py --check-data``;
+``--dry-run`` runs the scan alone):
 
 - ``'header'`` (default): every image is opened and its header read (a PNG must also end with its ``IEND``
   chunk, which catches a truncated copy without decoding it); every label's header is read (single-channel 8 bit,
@@ -32,6 +33,10 @@ import numpy as np
 from ..datasets.file_checks import check_label_ids, decode_image, decode_label, image_header
 from ..datasets.label_maps import LabelFileError
 from ..datasets.uda_dataset import pseudo_label_name
+from ..structures.plan import ORACLE, PSEUDO_LABEL, TRANSLATE, TRANSLATION
+from ..utils.atomic_io import atomic_write_json
+from .runner import CONSOLE
+from .stage_configs import image_folder
 
 CHECK_MODES = ('header', 'full', 'none')
 LABEL_SAMPLE = 32  # labels per split whose ids are decoded in 'header' mode (all of them in 'full' mode)
@@ -300,12 +305,15 @@ def pseudo_label_split(stage_name: str, pseudo_dir: str, target: Split, target_f
                  label_sizes=sizes, extra=extra if complete else [], optional=not complete)
 
 
-def plan_splits(loop) -> List[Split]:
-    """Every data set the plan of a :class:`BidirectionalLoop` will read (see the module docstring)."""
+def plan_splits(plan, configs, state: Optional[dict] = None) -> List[Split]:
+    """Every data set ``plan`` will read (see the module docstring); ``configs``: the run's
+    :class:`~bdl_mm.engine.stage_configs.StageConfigBuilder` (outer config, F's config, the oracle's data set,
+    work dir); ``state``: the completed stages (``bdl_state.json``'s ``stages``) of a resumed run."""
     from ..apis.translate import list_images
-    cfg = loop.outer_cfg
+    state = state or {}
+    cfg = configs.cfg
     uda = cfg.train_dataloader.dataset
-    kinds = {s.kind for s in loop.plan}
+    kinds = {s.kind for s in plan}
     splits = []
     source_cfg = uda.get('source', uda)
     source = seg_split('source train (train_dataloader.dataset.source)', source_cfg, labels=True)
@@ -316,56 +324,50 @@ def plan_splits(loop) -> List[Split]:
         splits.append(target)
     if cfg.get('val_dataloader') and cfg.val_dataloader.get('dataset'):
         splits.append(seg_split('target val (val_dataloader.dataset)', cfg.val_dataloader.dataset, labels=True))
-    if 'translation' in kinds:  # every track reads M's image folders: the first translation stage's settings
-        first = next(s for s in loop.plan if s.kind == 'translation')
-        splits += translation_splits(loop._translation_cfg(first, None))
-    if 'oracle' in kinds:  # train_cfg.references.oracle: the target's labelled train split
-        splits.append(seg_split('target train with labels (train_cfg.references.oracle)', loop._oracle_dataset(),
+    if TRANSLATION in kinds:  # every track reads M's image folders: the first translation stage's settings
+        first = next(s for s in plan if s.kind == TRANSLATION)
+        splits += translation_splits(configs.translation_cfg(first, None))
+    if ORACLE in kinds:  # train_cfg.references.oracle: the target's labelled train split
+        splits.append(seg_split('target train with labels (train_cfg.references.oracle)', configs.oracle_dataset(),
                                 labels=True))
     source_folder = _img_folder(source_cfg)
-    if 'translate' in kinds:
+    if TRANSLATE in kinds:
         # the suffix the translate stage reads: its own setting, else the source's (its dataset class's default)
-        from ..engine.loops.bidirectional_loop import image_folder
-        suffix = loop.stage_cfgs['translate'].get('img_suffix', image_folder(source_cfg)['img_suffix'])
+        suffix = configs.stage_cfgs[TRANSLATE].get('img_suffix', image_folder(source_cfg)['img_suffix'])
         rels = list_images(source_folder, suffix) if osp.isdir(source_folder) else []
         splits.append(Split(f'translate input ({source_folder})', source_folder,
                             [osp.join(source_folder, r) for r in rels], empty_hint=f' (img_suffix {suffix!r})'))
     # on --resume: what earlier stages wrote and later ones will read
-    for stage in loop.plan:
-        record = loop.state.get(stage.name) or {}
+    for stage in plan:
+        record = state.get(stage.name) or {}
         done = record.get('status') == 'done'
-        folder = osp.join(loop.work_dir, stage.name)
-        if stage.kind == 'translate' and (done or osp.isdir(folder)):
+        folder = osp.join(configs.work_dir, stage.name)
+        if stage.kind == TRANSLATE and (done or osp.isdir(folder)):
             splits.append(translated_split(stage.name, record.get('translated_dir', folder) if done else folder,
                                            source, source_folder, done))
-        elif stage.kind == 'pseudo_label' and target is not None and (done or osp.isdir(folder)):
+        elif stage.kind == PSEUDO_LABEL and target is not None and (done or osp.isdir(folder)):
             splits.append(pseudo_label_split(stage.name, record.get('pseudo_label_dir', folder) if done else folder,
                                              target, _img_folder(uda.target), done, target.num_classes))
     return splits
 
 
-def _stage(name, kind):
-    from ..engine.loops.bidirectional_loop import Stage
-    return Stage(name, kind)
-
-
-def preflight(loop, mode: str = 'header', logger=None) -> Optional[dict]:
-    """Scan every data set ``loop`` will read (main process; the verdict is shared with every rank); write the
-    report to ``<work_dir>/preflight.json``; raise :class:`DataCheckError` on a problem. ``mode='none'`` skips."""
+def preflight(plan, configs, mode: str = 'header', state: Optional[dict] = None, logger=None,
+              report_dir: Optional[str] = None) -> Optional[dict]:
+    """Scan every data set ``plan`` will read (:func:`plan_splits`; main process, the verdict is shared with every
+    rank); write the report to ``<report_dir>/preflight.json`` (None: nowhere, e.g. ``tools/train.py
+    --dry-run``); raise :class:`DataCheckError` on a problem. ``mode='none'`` skips."""
     from mmengine.dist import broadcast_object_list, is_distributed, is_main_process
-
-    from .stage_outputs import atomic_write_json
     if mode not in CHECK_MODES:
         raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {mode!r}')
     if mode == 'none':
         if logger is not None:
-            logger.info('[BDL] preflight: data checks skipped (check_data=none)', **_console())
+            logger.info('[BDL] preflight: data checks skipped (check_data=none)', extra=CONSOLE)
         return None
     outcome = [None, None]
     if is_main_process():
         report = None
         try:
-            report = scan(plan_splits(loop), mode)
+            report = scan(plan_splits(plan, configs, state), mode)
             outcome = [report, None]
         except DataCheckError as e:
             report = e.report or dict(mode=mode, errors=[str(e)])
@@ -374,8 +376,8 @@ def preflight(loop, mode: str = 'header', logger=None) -> Optional[dict]:
             if not is_distributed():
                 raise
             outcome = [dict(mode=mode, errors=[]), f'preflight failed: {type(e).__name__}: {e}']
-        if report is not None:
-            atomic_write_json(osp.join(loop.work_dir, REPORT_FILE), report)
+        if report is not None and report_dir is not None:
+            atomic_write_json(osp.join(report_dir, REPORT_FILE), report)
     broadcast_object_list(outcome)
     report, error = outcome
     if error is not None:
@@ -385,14 +387,5 @@ def preflight(loop, mode: str = 'header', logger=None) -> Optional[dict]:
         raise DataCheckError(error)
     if logger is not None:
         logger.info(f'[BDL] preflight ({mode}): {report["files"]} files checked in {report["seconds"]:.2f} s '
-                    f'({report["files_per_s"]} files/s, {report["threads"]} threads): ok', **_console())
+                    f'({report["files_per_s"]} files/s, {report["threads"]} threads): ok', extra=CONSOLE)
     return report
-
-
-def _console() -> dict:
-    """Show the line on a concise console too (``bdl_mm.engine.runner``), where there is one."""
-    try:
-        from ..engine.runner import CONSOLE
-    except ImportError:
-        return {}
-    return dict(extra=CONSOLE)

@@ -1,19 +1,12 @@
-"""Outputs of the Algorithm-1 stages: results table, atomic files, checkpoints of M alone."""
+"""The results table of a run: rows, columns, missing values, partial runs."""
 import json
 import math
 import os
 
-import torch
-import torch.nn as nn
 from mmengine.config import Config
 
-from bdl_mm.apis.stage_outputs import (
-    atomic_write_json,
-    export_segmentor_checkpoint,
-    format_results_table,
-    save_model_checkpoint,
-)
-from bdl_mm.engine.loops.bidirectional_loop import Stage
+from bdl_mm.evaluation.results_table import format_results_table
+from bdl_mm.structures.plan import Stage
 
 
 def test_results_table_rows_columns_and_missing_values(tmp_path):
@@ -42,33 +35,6 @@ def test_results_table_rows_columns_and_missing_values(tmp_path):
     assert (tmp_path / 'results.md').read_text() == table + '\npartial: 0 of 5 stages done\n'
     assert (saved['stages_done'], saved['stages_planned']) == (0, 5)
     assert (tmp_path / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-
-
-def test_atomic_json_leaves_no_temporary_file(tmp_path):
-    atomic_write_json(str(tmp_path / 'a' / 'state.json'), dict(x=1))
-    assert os.listdir(tmp_path / 'a') == ['state.json']
-    assert json.load(open(tmp_path / 'a' / 'state.json')) == dict(x=1)
-
-
-class Wrapper(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.segmentor = nn.Conv2d(3, 2, 1)
-        self.discriminator = nn.Conv2d(2, 1, 1)
-
-
-def test_segmentor_checkpoint_holds_m_alone(tmp_path):
-    model = Wrapper()
-    export_segmentor_checkpoint(model, str(tmp_path / 'seg.pth'))
-    save_model_checkpoint(model, str(tmp_path / 'all.pth'), meta=dict(stage='M_0(1)'))
-    seg = torch.load(tmp_path / 'seg.pth', weights_only=True)
-    assert set(seg['state_dict']) == {'weight', 'bias'}
-    assert torch.equal(seg['state_dict']['weight'], model.segmentor.weight)
-    full = torch.load(tmp_path / 'all.pth', weights_only=True)
-    assert set(full['state_dict']) == {'segmentor.weight', 'segmentor.bias', 'discriminator.weight',
-                                       'discriminator.bias'}
-    assert full['meta']['stage'] == 'M_0(1)'
-    assert sorted(os.listdir(tmp_path)) == ['all.pth', 'seg.pth']
 
 
 def test_results_after_each_stage_are_marked_partial_until_the_last(tmp_path):

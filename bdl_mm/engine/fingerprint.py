@@ -19,6 +19,9 @@ import os.path as osp
 import time
 from typing import Dict, List, Optional
 
+from ..structures.plan import TRANSLATION, Stage
+from ..utils.atomic_io import atomic_write_json
+
 FINGERPRINT_FILE = 'bdl_config.json'
 # top-level keys that decide what the stages compute (Runner.from_cfg's, and those bdl_mm reads itself)
 FINGERPRINT_KEYS = ('model', 'data_preprocessor', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'val_cfg',
@@ -57,7 +60,7 @@ def _plain(cfg) -> dict:
 
 def outer_fingerprint(cfg) -> Dict[str, str]:
     """The fingerprint's keys read from the BDL config itself: all but F's ``translation.`` keys, which need the
-    loop to derive F's config."""
+    stage config builder to derive F's config."""
     out = {}
     plain = _plain(cfg)
     if plain.get('data_preprocessor') is None:
@@ -75,12 +78,12 @@ def outer_fingerprint(cfg) -> Dict[str, str]:
     return out
 
 
-def config_fingerprint(loop) -> Dict[str, str]:
-    """The fingerprint of a :class:`BidirectionalLoop`'s run (see the module docstring)."""
-    from ..engine.loops.bidirectional_loop import Stage
-    out = outer_fingerprint(loop.outer_cfg)
-    if any(s.kind == 'translation' for s in loop.plan):
-        f_cfg = _plain(loop._translation_cfg(Stage('fingerprint', 'translation'), None))
+def config_fingerprint(cfg, plan, configs) -> Dict[str, str]:
+    """The fingerprint of an Algorithm-1 run (see the module docstring): the BDL config ``cfg``, and F's config as
+    ``configs`` (:class:`~bdl_mm.engine.stage_configs.StageConfigBuilder`) derives it when ``plan`` trains F."""
+    out = outer_fingerprint(cfg)
+    if any(s.kind == TRANSLATION for s in plan):
+        f_cfg = _plain(configs.translation_cfg(Stage('fingerprint', TRANSLATION), None))
         segmentor = (f_cfg.get('model') or {}).get('segmentor')
         if isinstance(segmentor, dict):
             segmentor.pop('config', None)  # the BDL config's M, already in the fingerprint
@@ -129,7 +132,6 @@ def check_config_unchanged(work_dir: str, fingerprint: Dict[str, str], force: bo
 def record_fingerprint(work_dir: str, fingerprint: Dict[str, str], forced: Optional[List[str]] = None) -> str:
     """Write ``<work_dir>/bdl_config.json`` atomically; ``forced``: changes accepted with ``force``, appended to the
     record's history."""
-    from .stage_outputs import atomic_write_json
     old = load_fingerprint(work_dir) or {}
     history = list(old.get('forced_changes', []))
     if forced:

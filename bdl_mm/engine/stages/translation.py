@@ -1,0 +1,104 @@
+"""The translation stages: F(k) trained (or a baseline fitted in its place), then S'(k) = F(k)(S)."""
+import hashlib
+import json
+import os
+import os.path as osp
+
+import torch
+from mmengine.dist import barrier, get_dist_info, is_main_process
+
+from ...structures.plan import TRANSLATE, Stage
+from ...utils.atomic_io import atomic_write_json
+from ..checkpoint import save_model_checkpoint
+from ..stage_configs import image_folder
+from .common import run_child
+from .context import StageContext
+from .diagnostics import translation_diagnostics
+
+
+def run_translation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
+    """Train F(k) with its perceptual loss through M(k-1) (``inputs['previous_m']``), or fit the track's baseline
+    (which reads no M)."""
+    m_checkpoint = (inputs.get('previous_m') or {}).get('segmentor_checkpoint')
+    if ctx.configs.translation_baseline(stage) is not None:
+        return fit_baseline(ctx, stage)
+    cfg = ctx.configs.translation_cfg(stage, m_checkpoint)
+    config_path = osp.join(cfg.work_dir, 'translation_config.py')
+    if is_main_process():
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        cfg.dump(config_path)  # translate stage and later users rebuild F from this exact config
+    # F's image pools go into its checkpoints and come back on resume (not in the state dict)
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='ImagePoolCheckpointHook')]
+    child = run_child(ctx, cfg)
+    ckpt = osp.join(cfg.work_dir, 'final_model.pth')
+    if is_main_process():
+        save_model_checkpoint(child.model, ckpt)
+    barrier()
+    return dict(checkpoint=ckpt, config=config_path, perceptual_m=m_checkpoint)
+
+
+def fit_baseline(ctx: StageContext, stage: Stage) -> dict:
+    """A baseline in F's place (``stages.translation.type``): no training; fitted on M's target images (main
+    process) and recorded, atomically, in ``<stage>/translator.json`` (type, settings, fitted state) beside
+    ``translation_config.py``."""
+    from ...datasets.unpaired_translation_dataset import UnpairedTranslationDataset
+    from ...models.translators.translation_baseline import build_baseline
+    cfg = ctx.configs.translation_cfg(stage, None)
+    record_path = osp.join(cfg.work_dir, 'translator.json')
+    config_path = osp.join(cfg.work_dir, 'translation_config.py')
+    if is_main_process():
+        data = cfg.train_dataloader.dataset
+        targets = [info['path'] for info in UnpairedTranslationDataset(data.source, data.target).data_infos_b]
+        baseline = build_baseline(cfg.model)
+        baseline.fit(targets)
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        cfg.dump(config_path)
+        atomic_write_json(record_path, dict(baseline.to_record(), target_folder=data.target.to_dict(),
+                                            num_target_images=len(targets)))
+    barrier()
+    return dict(translator=record_path, config=config_path, baseline=cfg.model['type'])
+
+
+def run_translate(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
+    """S'(k) = F(k)(S) (``inputs['translator']``: F or a baseline), then its diagnostics with M(k-1)."""
+    result = translate(ctx, stage, inputs['translator'])
+    if ctx.diagnostics is not None:
+        result['diagnostics'] = translation_diagnostics(ctx, stage, result, inputs['previous_m'])
+    return result
+
+
+def translate(ctx: StageContext, stage: Stage, f_result: dict) -> dict:
+    """Every source image through F (``f_result``: a translation stage's record), split over the processes; an
+    S' of an earlier round made by the same fitted baseline is reused."""
+    from ...apis import load_translator, translate_dataset
+    from ...apis.translate import training_width
+    source = image_folder(ctx.cfg.train_dataloader.dataset.source)
+    src_dir = osp.join(source['data_root'], source['img_dir'])
+    out_dir = ctx.stage_dir(stage)
+    rank, world_size = get_dist_info()
+    # a progress bar on mmengine's full console only: the concise console has the stage's start and end lines
+    settings = dict(img_suffix=source['img_suffix'], progress=is_main_process() and ctx.verbose_console)
+    settings.update(ctx.configs.stage_cfgs[TRANSLATE].to_dict())
+    extra = {}
+    if f_result.get('translator'):  # a baseline: image by image, at the source's resolution
+        from ...models.translators.translation_baseline import baseline_from_record
+        with open(f_result['translator']) as f:
+            record = json.load(f)
+        translator = baseline_from_record(record)
+        what = [record, {k: v for k, v in settings.items() if k != 'progress'}]  # the same on every rank
+        what = json.dumps(what, sort_keys=True, default=str).encode()
+        extra['translator_digest'] = hashlib.sha256(what).hexdigest()
+        for earlier in ctx.plan:  # S' of an earlier round, made by the same fitted baseline: reused (completed)
+            done = ctx.state.get(earlier.name) or {}
+            if (earlier.kind == TRANSLATE and earlier.k < stage.k and done.get('status') == 'done'
+                    and done.get('translator_digest') == extra['translator_digest']):
+                out_dir, extra['reused_from'] = done['translated_dir'], earlier.name
+                break
+    else:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        translator = load_translator(f_result['config'], f_result['checkpoint'], device=device)
+        if 'scale' not in settings:  # the release translates at F's training scale (pytorch-CycleGAN scale_width)
+            settings.setdefault('scale_width', training_width(f_result['config']))
+    counts = translate_dataset(translator, src_dir, out_dir, shard_id=rank, num_shards=world_size, **settings)
+    barrier()
+    return dict(translated_dir=osp.abspath(out_dir), counts=counts, **extra)

@@ -1,0 +1,169 @@
+"""Each stage's child config (bdl_mm.engine.stage_configs.StageConfigBuilder), derived from the outer BDL config
+without a runner: the M stages' data, D_M switch and load_from, F's config and its ablation, the baselines, the
+oracle's data set, and the one switch for adversarial training. Nothing is built or trained (fast)."""
+import copy
+import inspect
+import os.path as osp
+from types import SimpleNamespace
+
+import pytest
+from mmengine.config import Config
+from toy_helpers import ROOT
+
+from bdl_mm.engine.loops import BidirectionalLoop
+from bdl_mm.engine.stage_configs import (
+    StageConfigBuilder,
+    check_model_switches,
+    image_folder,
+    resolve_config_path,
+    train_iters,
+)
+from bdl_mm.models.segmentors import BDLSegmentor
+from bdl_mm.structures.plan import INITIAL, build_plan
+
+TOY = osp.join(ROOT, 'configs', 'bdl_toy.py')
+
+
+@pytest.fixture(scope='module')
+def toy_cfg():
+    return Config.fromfile(TOY)
+
+
+def builder(cfg, work_dir='/w/run', adversarial=True, **train_cfg):
+    cfg = copy.deepcopy(cfg)
+    cfg.merge_from_dict({f'train_cfg.{k}': v for k, v in train_cfg.items()})
+    return StageConfigBuilder(cfg, build_plan(cfg.train_cfg), work_dir, adversarial=adversarial)
+
+
+def test_m_stage_data_hooks_and_run(toy_cfg):
+    configs = builder(toy_cfg)
+    stage = configs.plan.get('k1/m1')
+    cfg = configs.m_stage_cfg(stage, translated_dir='/x/translated', pseudo_label_dir='/x/ssl', load_from='/x/m.pth')
+    source = cfg.train_dataloader.dataset.source
+    assert source.data_prefix.img_path == '/x/translated'  # S'(k) ...
+    assert source.data_prefix.seg_map_path == toy_cfg.train_dataloader.dataset.source.data_prefix.seg_map_path
+    assert cfg.train_dataloader.dataset.pseudo_label_dir == '/x/ssl'
+    assert cfg.load_from == '/x/m.pth' and cfg.work_dir == '/w/run/k1/m1' and cfg.experiment_name == 'run_k1_m1'
+    assert cfg.custom_hooks[-1] == dict(type='StageMetricsHook') and 'train_cfg' in cfg
+    assert cfg.train_cfg == toy_cfg.train_cfg.stages.ssl_adaptation.train_cfg
+    # M(0): the labelled source alone, without D_M
+    m0 = configs.m_stage_cfg(configs.plan.get('m0'))
+    assert m0.train_dataloader.dataset == toy_cfg.train_dataloader.dataset.source and m0.model.adversarial is False
+    assert m0.load_from is None
+    plain = configs.m_stage_cfg(configs.plan.get('k1/m0'))
+    assert plain.train_dataloader.dataset.source.data_prefix == toy_cfg.train_dataloader.dataset.source.data_prefix
+    assert plain.train_dataloader.dataset.pseudo_label_dir is None and plain.model.adversarial is True
+    assert toy_cfg.train_dataloader.dataset.source.data_prefix.img_path != '/x/translated'  # the outer: untouched
+
+
+@pytest.mark.parametrize('m_init, expected', [
+    ('source_only', {'k1/m0': 'm0', 'k1/m1': 'm0', 'k1/m2': 'm0', 'ref/oracle': 'm0'}),
+    ('initial', {'k1/m0': INITIAL, 'k1/m2': INITIAL, 'ref/oracle': INITIAL}),
+    ('previous', {'k1/m0': 'm0', 'k1/m1': 'k1/m0', 'k2/m0': 'k1/m2', 'ref/fda/k1/m0': 'm0'}),
+])
+def test_load_from_choices(toy_cfg, m_init, expected):
+    """Where each M starts (the plan) reaches its config's load_from (the loop passes that stage's checkpoint)."""
+    configs = builder(toy_cfg, m_init=m_init)
+    for name, start in expected.items():
+        stage = configs.plan.get(name)
+        assert stage.start_from == start, name
+        checkpoint = f'/w/run/{start}/final_model.pth'
+        assert configs.m_stage_cfg(stage, load_from=checkpoint).load_from == checkpoint
+
+
+def test_adversarial_switch(toy_cfg):
+    configs = builder(toy_cfg, adversarial=False)
+    assert all(configs.m_stage_cfg(configs.plan.get(n)).model.adversarial is False for n in ('m0', 'k1/m0', 'k1/m1'))
+    with_d = builder(toy_cfg)
+    assert [with_d.m_stage_cfg(with_d.plan.get(n)).model.adversarial for n in ('m0', 'k1/m0', 'k1/m1', 'ref/oracle')] \
+        == [False, True, True, False]
+    # the outer model keeps BDLSegmentor's default: D_M is built, as before the switch moved to train_cfg
+    assert inspect.signature(BDLSegmentor).parameters['adversarial'].default is True
+
+
+def test_model_adversarial_is_refused_in_one_line(toy_cfg, tmp_path):
+    cfg = copy.deepcopy(toy_cfg)
+    cfg.model.adversarial = False
+    with pytest.raises(ValueError, match=r'^model\.adversarial: set train_cfg\.adversarial instead') as info:
+        check_model_switches(cfg)
+    assert '\n' not in str(info.value)
+    runner = SimpleNamespace(cfg=cfg, work_dir=str(tmp_path))  # the loop refuses it before building anything
+    with pytest.raises(ValueError, match=r'^model\.adversarial: set train_cfg\.adversarial'):
+        BidirectionalLoop(runner, None, **{k: v for k, v in cfg.train_cfg.items() if k != 'type'})
+    check_model_switches(toy_cfg)  # the shipped configs set none
+
+
+def test_translation_cfg_and_perceptual_ablation(toy_cfg):
+    configs = builder(toy_cfg)
+    f = configs.translation_cfg(configs.plan.get('k2/translation'), '/w/run/k1/m2/segmentor.pth')
+    assert f.model.segmentor.checkpoint == '/w/run/k1/m2/segmentor.pth'
+    assert f.model.segmentor.config == toy_cfg.model.segmentor  # F's perceptual loss runs this config's M
+    assert f.model.seg_input is not None and f.work_dir == '/w/run/k2/translation' and 'load_from' not in f
+    assert f.train_cfg.max_epochs == toy_cfg.translation_cfg_options.train_cfg.max_epochs  # cfg_options applied
+    data = f.train_dataloader.dataset
+    assert osp.normpath(osp.join(data.source.data_root, data.source.img_dir)) == 'data/toy/gta5/images'
+    plain = builder(toy_cfg, perceptual=False)
+    f = plain.translation_cfg(plain.plan.get('k1/translation'), '/x/m.pth')
+    assert f.model.perceptual_loss is None and f.model.segmentor is None
+    assert plain.plan.get('k1/translation').what == 'F(1), plain CycleGAN'
+    assert train_iters(Config(dict(train_cfg=dict(max_iters=7)))) == 7
+
+
+def test_no_translation_ablation(toy_cfg):
+    configs = builder(toy_cfg, use_translation=False, use_ssl=False, references=None)
+    assert configs.plan.names == ['m0', 'k1/m0', 'k2/m0']
+    assert configs.plan.get('k1/m0').translated is None and configs.plan.run_name == 'BDL'
+
+
+def test_baselines_in_f_place(toy_cfg):
+    configs = builder(toy_cfg)
+    fda = configs.plan.get('ref/fda/k1/translation')
+    assert configs.translation_key(fda) == 'train_cfg.references.fda.translation'
+    assert configs.translation_baseline(fda) == dict(type='FDA', beta=0.01)
+    f_cfg = configs.translation_cfg(fda, None)
+    assert f_cfg.model == dict(type='FDA', beta=0.01) and f_cfg.work_dir == '/w/run/ref/fda/k1/translation'
+    assert dict(f_cfg.train_dataloader.dataset.target) == configs.m_image_folders()['target']
+    assert configs.translation_baseline(configs.plan.get('k1/translation')) is None  # the run's own F
+    bad = builder(toy_cfg, references=dict(_delete_=True, x=dict(translation=dict(type='CycleGANish'))))
+    with pytest.raises(ValueError, match=r"^train_cfg\.references\.x\.translation\.type: unknown translation type"):
+        bad.translation_baseline(bad.plan.get('ref/x/k1/translation'))
+
+
+def test_oracle_dataset_derivation(toy_cfg):
+    configs = builder(toy_cfg)
+    dataset = configs.oracle_dataset()
+    assert dataset.type == toy_cfg.val_dataloader.dataset.type and dataset.data_root == 'data/toy/cityscapes/'
+    assert dataset.data_prefix == dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train')
+    assert [t['type'] for t in dataset.pipeline] == ['LoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackSegInputs']
+    oracle = configs.m_stage_cfg(configs.plan.get('ref/oracle'))
+    assert oracle.train_dataloader.dataset == dataset and oracle.model.adversarial is False
+    assert oracle.train_cfg == toy_cfg.train_cfg.stages.source_only.train_cfg  # trained like M(0)
+    named = builder(toy_cfg, references=dict(oracle=dict(dataset=dict(type='X', data_root='/t'),
+                                                          train_cfg=dict(max_iters=5))))
+    assert named.oracle_dataset() == dict(type='X', data_root='/t')
+    assert named.m_stage_cfg(named.plan.get('ref/oracle')).train_cfg.max_iters == 5
+    no_val = copy.deepcopy(toy_cfg)
+    no_val.val_dataloader = None
+    with pytest.raises(ValueError, match=r'^train_cfg\.references\.oracle\.dataset: the oracle needs'):
+        StageConfigBuilder(no_val, configs.plan, '/w').oracle_dataset()
+
+
+def test_planned_units_without_data(toy_cfg):
+    configs = builder(toy_cfg, work_dir='/nowhere')
+    messages = []
+    logger = SimpleNamespace(info=messages.append)
+    assert configs.planned_units(configs.plan.get('k1/m1'), logger) == dict(units=400, unit='iter')
+    assert configs.planned_units(configs.plan.get('k1/ssl1'), logger)['unit'] == 'image'
+    missing = copy.deepcopy(toy_cfg)
+    missing.merge_from_dict({'train_dataloader.dataset.source.data_root': '/nowhere/'})
+    other = StageConfigBuilder(missing, configs.plan, '/w')
+    assert other.planned_units(configs.plan.get('k1/translate'), logger) == dict(units=None, unit='image')
+    assert any('planned work of k1/translate unknown' in m for m in messages)
+
+
+def test_image_folders_and_config_paths(toy_cfg):
+    target = image_folder(toy_cfg.train_dataloader.dataset.target)
+    assert target == dict(data_root='data/toy/cityscapes/', img_dir='leftImg8bit/train', img_suffix='_leftImg8bit.png')
+    assert resolve_config_path(toy_cfg.train_cfg.stages.translation.config, TOY).startswith(ROOT)
+    with pytest.raises(FileNotFoundError, match=r'^train_cfg\.stages\.translation\.config: no such file: nowhere'):
+        resolve_config_path('nowhere.py', TOY)
