@@ -40,6 +40,7 @@ from ..run_status import format_duration
 from ..runner import CONSOLE
 from ..stage_configs import StageConfigBuilder, check_model_switches
 from ..stages import STAGE_RUNNERS, StageContext
+from ..work_dir_lock import WorkDirInUseError, WorkDirLock
 
 
 @LOOPS.register_module()
@@ -162,7 +163,8 @@ class BidirectionalLoop(BaseLoop):
                                   lambda stage: self.configs.planned_units(stage, self.runner.logger))
         self.context = StageContext(self.configs, self.plan, self.run_state.stages, sample_sheets=sample_sheets,
                                     diagnostics=diagnostics, non_finite_loss=non_finite,
-                                    verbose_console=bool(verbose_console))
+                                    verbose_console=bool(verbose_console),
+                                    logger=getattr(runner, 'logger', None))
         self.configs.check_stage_configs()
 
     # progress as seen by mmengine's hooks: one "iteration" per stage
@@ -203,6 +205,30 @@ class BidirectionalLoop(BaseLoop):
 
     def run(self):
         self.runner.call_hook('before_train')
+        lock = self.lock_work_dir()
+        try:
+            self.run_plan()
+        finally:
+            if lock is not None:
+                lock.release()
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+    def lock_work_dir(self) -> Optional[WorkDirLock]:
+        """One run per work dir: rank 0 takes ``bdl_run.lock``; every rank stops if it is refused."""
+        lock, error = None, [None]
+        if is_main_process():
+            try:
+                lock = WorkDirLock(self.work_dir).acquire(self.force_resume, self.runner.logger)
+            except WorkDirInUseError as e:
+                error = [str(e)]
+        broadcast_object_list(error)
+        if error[0] is not None:
+            raise WorkDirInUseError(error[0])
+        return lock
+
+    def run_plan(self):
+        """Walk the plan: skip a completed stage, run the others in order, then export the final model."""
         logger = self.runner.logger
         self.run_state.load(resume=self.runner._resume)
         # the config unchanged since the run started, the preflight data scan
@@ -245,5 +271,3 @@ class BidirectionalLoop(BaseLoop):
         self.run_state.save()
         logger.info(f'[BDL] finished {len(self.plan)} stages in {format_duration(time.time() - start)}; final model: '
                     f'{osp.join(self.work_dir, "final_model.pth")}', extra=CONSOLE)
-        self.runner.call_hook('after_train')
-        return self.runner.model
