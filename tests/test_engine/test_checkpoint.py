@@ -1,10 +1,16 @@
-"""Checkpoints of M alone out of a BDLSegmentor, written atomically."""
+"""Checkpoints of M alone out of a BDLSegmentor, written atomically; stage checkpoints that cannot be torn, and
+the newest readable one to resume from."""
 import os
 
 import torch
 import torch.nn as nn
 
-from bdl_mm.engine.checkpoint import export_segmentor_checkpoint, save_model_checkpoint
+from bdl_mm.engine.checkpoint import (
+    checkpoint_to_resume,
+    export_segmentor_checkpoint,
+    readable_checkpoint,
+    save_model_checkpoint,
+)
 
 
 class Wrapper(nn.Module):
@@ -26,3 +32,71 @@ def test_segmentor_checkpoint_holds_m_alone(tmp_path):
                                        'discriminator.bias'}
     assert full['meta']['stage'] == 'M_0(1)'
     assert sorted(os.listdir(tmp_path)) == ['all.pth', 'seg.pth']
+
+
+def write_checkpoints(folder, steps):
+    for step in steps:
+        torch.save(dict(state_dict=dict(w=torch.full((64, 64), float(step))), meta=dict(iter=step)),
+                   folder / f'iter_{step}.pth')
+    (folder / 'last_checkpoint').write_text(str(folder / f'iter_{steps[-1]}.pth'))
+
+
+class Warnings:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, msg):
+        self.lines.append(msg)
+
+
+def test_torn_newest_checkpoint_resumes_from_the_one_before_naming_it(tmp_path):
+    write_checkpoints(tmp_path, [2, 4, 6])
+    assert checkpoint_to_resume(str(tmp_path)) == (str(tmp_path / 'iter_6.pth'), True)
+    newest = tmp_path / 'iter_6.pth'
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])  # cut by a kill or a full disk
+    log = Warnings()
+    assert checkpoint_to_resume(str(tmp_path), log) == (str(tmp_path / 'iter_4.pth'), False)
+    assert len(log.lines) == 1 and str(newest) in log.lines[0] and 'unreadable' in log.lines[0]
+    # every checkpoint torn: the stage starts again, and says so
+    for step in (2, 4):
+        path = tmp_path / f'iter_{step}.pth'
+        path.write_bytes(path.read_bytes()[:100])
+    log = Warnings()
+    assert checkpoint_to_resume(str(tmp_path), log) == (None, False)
+    assert len(log.lines) == 4 and 'starts again' in log.lines[-1]
+
+
+def test_a_flipped_byte_is_caught_too(tmp_path):
+    write_checkpoints(tmp_path, [2])
+    path = tmp_path / 'iter_2.pth'
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the stored tensor: the member's CRC no longer matches
+    path.write_bytes(bytes(data))
+    assert not readable_checkpoint(str(path))
+    assert checkpoint_to_resume(str(tmp_path)) == (None, False)
+
+
+def test_no_last_checkpoint_means_a_fresh_stage(tmp_path):
+    assert checkpoint_to_resume(str(tmp_path)) == (None, False)
+
+
+def test_stage_runner_writes_a_checkpoint_whole_or_not_at_all(tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+
+    from bdl_mm.engine.runner import StageRunner
+
+    def save(self, out_dir, filename, *args, **kwargs):
+        with open(os.path.join(out_dir, filename), 'wb') as f:
+            f.write(b'half a checkpoint')
+        if kwargs.get('fail'):
+            raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(Runner, 'save_checkpoint', save)
+    runner = StageRunner.__new__(StageRunner)  # save_checkpoint needs no runner state once mmengine's is replaced
+    runner.save_checkpoint(str(tmp_path), 'iter_2.pth')
+    assert os.listdir(tmp_path) == ['iter_2.pth']
+    try:
+        runner.save_checkpoint(str(tmp_path), 'iter_4.pth', fail=True)
+    except OSError as e:
+        assert e.errno == 28
+    assert os.listdir(tmp_path) == ['iter_2.pth']  # neither iter_4.pth nor its temporary file

@@ -10,8 +10,9 @@ import sysconfig
 import warnings
 
 from mmengine.logging import MMLogger
-from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
+
+from .stage_runner import StageRunner
 
 # ``logger.info(msg, extra=CONSOLE)``: shown on a concise console and kept in the log file;
 # ``extra=CONSOLE_ONLY``: shown on a concise console, not written to the log file (it repeats a file line);
@@ -129,7 +130,7 @@ def log_python_warning(message, category, filename, lineno, file=None, line=None
 
 
 @RUNNERS.register_module()
-class ConciseRunner(Runner):
+class ConciseRunner(StageRunner):
     """``mmengine.runner.Runner`` with a concise console.
 
     The environment, the config, the hook list, mmengine's ``Iter(train)`` lines, the other INFO records and the
@@ -137,7 +138,8 @@ class ConciseRunner(Runner):
     (``<work_dir>/<timestamp>/<timestamp>.log``). The console shows errors, the project's own warnings and the
     records logged with ``extra=CONSOLE`` or ``extra=CONSOLE_ONLY``: the ``[BDL]`` lines of
     :class:`~bdl_mm.engine.loops.BidirectionalLoop` and :class:`~bdl_mm.engine.hooks.StageProgressHook`.
-    ``tools/train.py --verbose`` (``train_cfg.verbose_console=True``) builds plain ``Runner`` objects instead.
+    ``tools/train.py --verbose`` (``train_cfg.verbose_console=True``) builds :class:`StageRunner` objects
+    (mmengine's console) instead.
     """
 
     def build_logger(self, log_level='INFO', log_file=None, **kwargs):

@@ -7,12 +7,12 @@ import os.path as osp
 
 from mmengine.config import Config
 from mmengine.dist import barrier, is_main_process
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 
 from ...visualization import stage_vis_backends
 from ...visualization.sample_sheet import save_sample_sheet
-from ..checkpoint import export_segmentor_checkpoint, save_model_checkpoint
-from ..runner import ConciseRunner, memo_config
+from ..checkpoint import checkpoint_to_resume, export_segmentor_checkpoint, save_model_checkpoint
+from ..runner import ConciseRunner, StageRunner, memo_config
 from .context import StageContext
 
 
@@ -30,7 +30,7 @@ def build_child(ctx: StageContext, cfg: Config) -> Runner:
         cfg.visualizer = vis
     cfg = memo_config(cfg)  # the config text of each checkpoint's meta, formatted once
     if ctx.verbose_console:
-        return Runner.from_cfg(cfg)
+        return StageRunner.from_cfg(cfg)
     if cfg.get('train_cfg') is not None:
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='StageProgressHook', stage=stage_name)]
     return ConciseRunner.from_cfg(cfg)
@@ -39,11 +39,15 @@ def build_child(ctx: StageContext, cfg: Config) -> Runner:
 def run_child(ctx: StageContext, cfg: Config) -> Runner:
     """Train a stage's config with its own runner, resumed from the stage's last checkpoint if it has one."""
     stage_dir = cfg.work_dir
-    # (mmengine's find_latest_checkpoint prints a line when there is none: look for its file first)
-    cfg.resume = (osp.isfile(osp.join(stage_dir, 'last_checkpoint'))
-                  and find_latest_checkpoint(stage_dir) is not None)
-    if cfg.resume:
-        cfg.load_from = None  # resume the interrupted stage from its own last checkpoint
+    resume_from, is_latest = checkpoint_to_resume(stage_dir, ctx.logger)
+    cfg.resume = resume_from is not None
+    if cfg.resume:  # the interrupted stage resumes from its own newest readable checkpoint
+        cfg.load_from = None if is_latest else resume_from  # None: mmengine's auto-resume finds the latest itself
+    # at least two whole checkpoints at every moment of a stage, so that a torn newest one has one before it:
+    # mmengine's CheckpointHook removes the oldest before it writes the next, hence three kept
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if hook is not None and 0 < hook.get('max_keep_ckpts', -1) < 3:
+        hook['max_keep_ckpts'] = 3
     # a NaN/inf loss stops the stage (or skips the batch); a file that fails to load is named; a resumed stage
     # gets the random generators' states of its checkpoint back (docs/reliability.md, section 4)
     stage_name = osp.relpath(stage_dir, ctx.work_dir)

@@ -1,6 +1,6 @@
 """What a stage function of :data:`~bdl_mm.engine.stages.STAGE_RUNNERS` gets besides its stage and inputs."""
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from ...structures.plan import Plan
 from ..stage_configs import StageConfigBuilder
@@ -19,6 +19,7 @@ class StageContext:
         diagnostics: the per-stage diagnostics settings (``dict(num_images, target_labels)``), None: off.
         non_finite_loss: :class:`~bdl_mm.engine.hooks.NonFiniteLossHook` settings of every training stage.
         verbose_console: mmengine's full console for every stage instead of the concise one.
+        logger: the run's logger.
     """
     configs: StageConfigBuilder
     plan: Plan
@@ -27,6 +28,7 @@ class StageContext:
     diagnostics: Optional[dict] = None
     non_finite_loss: dict = field(default_factory=lambda: dict(action='stop'))
     verbose_console: bool = False
+    logger: Any = None  # the run's logger (the outer runner's): the console lines about the stages
 
     @property
     def cfg(self):
