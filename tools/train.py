@@ -29,10 +29,11 @@ from bdl_mm.engine.runner import CONSOLE, ConciseRunner
 from bdl_mm.models.decode_heads.deeplabv2_head import check_classifier_checkpoint
 from bdl_mm.structures.plan import format_plan
 from bdl_mm.utils import apply_global_batch_size, enable_amp, init_cpu_distributed
+from bdl_mm.utils.atomic_io import DiskFullError
 from bdl_mm.visualization import stage_vis_backends
 
 # bad data (before or during the run), another run in the work dir or a changed config, a non-finite loss
-RUN_ERRORS = (DataCheckError, LabelFileError, RunMixError, NonFiniteLossError)
+RUN_ERRORS = (DataCheckError, LabelFileError, RunMixError, NonFiniteLossError, DiskFullError)
 # Algorithm 1's config errors, raised while its loop is built (train_cfg.K/N, stage names and settings, a stage config
 # that does not build, an unknown translation type, F's config file missing): each names the key, in one line
 LOOP_CONFIG_ERRORS = (ValueError, FileNotFoundError)

@@ -1,10 +1,22 @@
 """The one way this package writes a file that a later stage or a resumed run trusts: a temporary file in the
 same folder, then ``os.replace``. A crash leaves either the old file, the new one, or a hidden ``.<name>.<pid>.part``
 that nothing reads (listings skip hidden files; :func:`remove_stale_tmp` clears them before a rewrite)."""
+import errno
 import glob
 import json
 import os
 import os.path as osp
+
+
+class DiskFullError(OSError):
+    """A write that failed for lack of space (ENOSPC): one line naming the file; nothing half-written is left."""
+
+    def __init__(self, path: str):
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    def __str__(self) -> str:
+        return (f'no space left on the device to write {self.filename} (nothing of it was kept); free some space, '
+                'then --resume')
 
 
 def tmp_path(path: str) -> str:
@@ -30,9 +42,11 @@ def atomic_write(path: str, write) -> str:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC and not isinstance(e, DiskFullError):
+            raise DiskFullError(path) from None
         raise
     return path
 

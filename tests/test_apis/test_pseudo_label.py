@@ -291,3 +291,22 @@ def test_distributed_path_all_reduces(tmp_path, target, model):
     assert summary['image_size'] == plain['image_size'] == [[H, W]]
     for rel in reference_predictions(model, target):
         np.testing.assert_array_equal(read(str(tmp_path / 'dist' / rel)), read(str(tmp_path / 'plain' / rel)))
+
+
+def test_full_disk_leaves_nothing_a_rerun_trusts(tmp_path, target, model, monkeypatch):
+    from disk_full import fill_disk_after
+
+    from bdl_mm.utils.atomic_io import DiskFullError
+    out = str(tmp_path / 'pl')
+    whole = str(tmp_path / 'whole')
+    generate_pseudo_labels(model, loader_cfg(target), whole, mode='class_median', progress=False)
+    fill_disk_after(monkeypatch, 4)  # settings and the first predictions fit, then the disk is full
+    with pytest.raises(DiskFullError, match='^no space left on the device to write '):
+        generate_pseudo_labels(model, loader_cfg(target), out, mode='class_median', progress=False)
+    left = [osp.join(d, f) for d, _, files in os.walk(out) for f in files]
+    assert not any(f.endswith('.part') for f in left) and not osp.exists(osp.join(out, 'summary.json'))
+    monkeypatch.undo()
+    summary = generate_pseudo_labels(model, loader_cfg(target), out, mode='class_median', progress=False)
+    assert summary['complete']
+    for rel in reference_predictions(model, target):  # the same labels as a run that never met a full disk
+        np.testing.assert_array_equal(read(osp.join(out, rel)), read(osp.join(whole, rel)))

@@ -68,3 +68,21 @@ def test_generator_only_settings_are_refused(data, tmp_path):
     src, fda = data
     with pytest.raises(ValueError, match='scale and target_domain apply to a generator'):
         translate_dataset(fda, src, str(tmp_path / 'out'), scale=64, num_workers=0, progress=False)
+
+
+def test_full_disk_names_the_file_and_leaves_only_whole_images(data, tmp_path, monkeypatch):
+    from disk_full import fill_disk_after
+
+    from bdl_mm.utils.atomic_io import DiskFullError
+    src, fda = data
+    out = tmp_path / 'out'
+    fill_disk_after(monkeypatch, 2)  # the 3rd image meets a full disk
+    with pytest.raises(DiskFullError, match=r'^no space left on the device to write .*\.png \(nothing of it was kept'):
+        translate_dataset(fda, src, str(out), num_workers=0, progress=False)
+    written = read_all(out)
+    assert len(written) == 2 and all(img is not None for img in written.values())  # two whole images, no part
+    monkeypatch.undo()  # space freed: a rerun writes the rest
+    stats = translate_dataset(fda, src, str(out), num_workers=0, progress=False)
+    assert (stats['existing'], stats['written']) == (2, 3)
+    for rel, img in read_all(out).items():
+        np.testing.assert_array_equal(img, fda.translate(cv2.imread(osp.join(src, rel)), rel))
