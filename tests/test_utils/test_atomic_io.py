@@ -48,3 +48,19 @@ def test_stale_temporary_files_of_any_pid_are_removed(tmp_path):
 
 def tmp_path_of(path):
     return atomic_io.tmp_path(str(path))
+
+
+def test_a_full_disk_names_the_file_and_keeps_nothing(tmp_path):
+    """The path of every checkpoint (StageRunner hands mmengine's save to atomic_write), image and label."""
+    import errno
+
+    from bdl_mm.utils.atomic_io import DiskFullError, atomic_write
+
+    def save(tmp):  # half the checkpoint, then the disk is full
+        open(tmp, 'wb').write(b'half')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    with pytest.raises(DiskFullError) as info:
+        atomic_write(str(tmp_path / 'iter_4.pth'), save)
+    assert str(info.value).startswith(f'no space left on the device to write {tmp_path / "iter_4.pth"} (nothing')
+    assert info.value.errno == errno.ENOSPC and os.listdir(tmp_path) == []
