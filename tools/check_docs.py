@@ -250,7 +250,8 @@ class Checker:
         self.record(cmd, 'FAIL', reason)
 
     def run(self, cmd, argv, env_extra=None):
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'), **cmd.env)
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
+        env.update(cmd.env)  # the command's own VAR=value prefix wins
         env.update(env_extra or {})
         try:
             proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=self.timeout)
@@ -341,6 +342,10 @@ class Checker:
         # a checkpoint that is not on this machine (load_from=checkpoints/...) is left out of the check form
         dropped = [w for w in args if '=' in w and not w.startswith('-')
                    and any(not osp.exists(osp.join(ROOT, p)) for p in user_paths([w.split('=', 1)[1]]))]
+        # ... with the options that set the same dict (init_cfg.type=Pretrained without its checkpoint would not build)
+        parents = tuple(w.split('=', 1)[0].rsplit('.', 1)[0] + '.' for w in dropped if '.' in w.split('=', 1)[0])
+        dropped += [w for w in args if w not in dropped and '=' in w and not w.startswith('-') and parents
+                    and w.split('=', 1)[0].startswith(parents)]
         args = [w for w in args if w not in dropped]
         if '--cfg-options' in args and args.index('--cfg-options') + 1 in (len(args), ) + tuple(
                 i for i, w in enumerate(args) if w.startswith('-')):
