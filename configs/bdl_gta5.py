@@ -1,7 +1,7 @@
 # BDL (Algorithm 1), GTA5 -> Cityscapes, DeepLabV2-R101, release hyper-parameters, K = 2, N = 2.
 #   python tools/train.py configs/bdl_gta5.py --cfg-options load_from=checkpoints/deeplab_init_bdl.pth
-# (convert the DeepLab initialisation with tools/model_converters/deeplab_resnet101_init.py, then prefix its keys
-# with `segmentor.`: tools/model_converters/bdl_release.py --prefix segmentor.)
+# (the release's DeepLab initialisation, converted with: python tools/model_converters/deeplab_resnet101_init.py
+#  DeepLab_resnet_pretrained_init-f81d91e8.pth checkpoints/deeplab_init_bdl.pth --drop-classifier --prefix segmentor.)
 _base_ = [
     './_base_/models/bdl_deeplabv2_r101.py', './_base_/datasets/uda_gta5_cityscapes.py',
     './_base_/schedules/algorithm1_deeplabv2_sgd_poly.py', './_base_/default_runtime.py'

@@ -127,6 +127,21 @@ def test_deeplab_init_round_trip_and_drop_classifier(tmp_path):
     assert not result.unexpected_keys
 
 
+def test_deeplab_init_for_a_bdl_config_in_one_command(tmp_path):
+    """configs/README.md's command for the bdl_* configs: --drop-classifier --prefix segmentor. gives the keys of a
+    BDLSegmentor's M (the documented two-step path through bdl_release.py stopped on the converted keys)."""
+    reference = build('deeplab')
+    src, dst = tmp_path / 'init.pth', tmp_path / 'deeplab_init_bdl.pth'
+    sd = release_checkpoint(reference, src, prefix='Scale.')
+    deeplab_init.main([str(src), str(dst), '--drop-classifier', '--prefix', 'segmentor.'])
+    out = torch.load(dst, map_location='cpu')
+    assert out['meta']['prefix'] == 'segmentor.'
+    expected = {'segmentor.' + k for k in reference.state_dict() if not k.startswith('decode_head.')}
+    assert set(out['state_dict']) == expected
+    key = 'segmentor.backbone.layer1.0.conv1.weight'
+    assert torch.equal(out['state_dict'][key], sd['Scale.layer1.0.conv1.weight'])
+
+
 def test_unknown_keys_fail_naming_the_key(tmp_path):
     sd = {k: torch.zeros(1) for k in ('conv1.weight', 'layer1.0.conv1.weight', 'layer5.conv2d_list.0.weight')}
     with pytest.raises(KeyError, match='layer4.0.se.fc.weight'):

@@ -10,7 +10,9 @@ conversion naming it. BatchNorm layers saved without ``num_batches_tracked`` get
 (``{'state_dict': ..., 'meta': ...}``, written atomically) is meant for
 ``configs/_base_/models/deeplabv2_r101.py`` via ``load_from`` or an ``init_cfg`` of type ``Pretrained``.
 
-Usage: python tools/model_converters/deeplab_resnet101_init.py SRC DST [--drop-classifier]
+``--prefix segmentor.`` gives the keys of a ``BDLSegmentor`` (the ``configs/bdl_*.py`` runs).
+
+Usage: python tools/model_converters/deeplab_resnet101_init.py SRC DST [--drop-classifier] [--prefix segmentor.]
 """
 import argparse
 import os
@@ -27,10 +29,11 @@ BACKBONE = re.compile(r'(conv1|bn1|layer[1-4]\.\d+\.(conv[1-3]|bn[1-3]|downsampl
 CLASSIFIER = re.compile(r'layer5\.(conv2d_list\.\d+\.(weight|bias))')
 
 
-def convert(state_dict, drop_classifier=False):
+def convert(state_dict, drop_classifier=False, prefix=''):
     """Map ``Scale.*`` keys to ``backbone.*`` / ``decode_head.*``. Raises ``KeyError`` naming an unknown key.
 
-    Returns the converted state dict; with ``drop_classifier`` the ``Scale.layer5.*`` keys are left out.
+    Returns the converted state dict, ``prefix`` prepended to every key; with ``drop_classifier`` the
+    ``Scale.layer5.*`` keys are left out.
     """
     out = OrderedDict()
     for key, value in state_dict.items():
@@ -50,7 +53,7 @@ def convert(state_dict, drop_classifier=False):
     # BatchNorm state without num_batches_tracked (saved by old PyTorch): add it so strict loading works.
     for key in [k for k in out if k.endswith('.running_mean')]:
         out.setdefault(key[:-len('running_mean')] + 'num_batches_tracked', torch.tensor(0, dtype=torch.long))
-    return out
+    return OrderedDict((prefix + k, v) for k, v in out.items())
 
 
 def main(argv=None):
@@ -61,6 +64,8 @@ def main(argv=None):
     parser.add_argument('--drop-classifier', action='store_true',
                         help='leave out Scale.layer5.* (its classes are not the target classes), as the release '
                         'does for 19 classes')
+    parser.add_argument('--prefix', default='',
+                        help='prepended to every output key: "segmentor." for the BDL configs (a BDLSegmentor)')
     args = parser.parse_args(argv)
     if not osp.isfile(args.src):
         raise SystemExit(f'error: no such checkpoint: {args.src}')
@@ -70,7 +75,7 @@ def main(argv=None):
     if not isinstance(src, dict) or not all(torch.is_tensor(v) for v in src.values()):
         raise SystemExit(f'error: {args.src} is not a state dict of tensors')
     try:
-        state_dict = convert(src, drop_classifier=args.drop_classifier)
+        state_dict = convert(src, drop_classifier=args.drop_classifier, prefix=args.prefix)
     except KeyError as e:
         raise SystemExit(f'error: {e.args[0]}') from None
     dropped = sorted(k for k in src if CLASSIFIER.fullmatch(k[len(PREFIX):])) if args.drop_classifier else []
@@ -82,7 +87,7 @@ def main(argv=None):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(args.dst) + '.', suffix='.tmp')
     os.close(fd)
     meta = dict(converted_from=osp.basename(args.src), converter='tools/model_converters/deeplab_resnet101_init.py',
-                drop_classifier=args.drop_classifier)
+                drop_classifier=args.drop_classifier, prefix=args.prefix)
     try:
         torch.save(dict(state_dict=state_dict, meta=meta), tmp)
         os.replace(tmp, args.dst)
