@@ -78,3 +78,26 @@ def test_a_flipped_byte_is_caught_too(tmp_path):
 
 def test_no_last_checkpoint_means_a_fresh_stage(tmp_path):
     assert checkpoint_to_resume(str(tmp_path)) == (None, False)
+
+
+def test_outer_runner_of_algorithm1_loads_load_from_on_resume_and_resumes_nothing():
+    """`tools/train.py configs/bdl_gta5.py --cfg-options load_from=INIT --resume`: mmengine's load_or_resume would
+    resume the outer runner from INIT (an initialisation without meta.epoch: KeyError 'epoch'); the outer runner of
+    Algorithm 1 only loads it, and the loop resumes each stage from that stage's own checkpoints."""
+    from types import SimpleNamespace
+
+    from bdl_mm.engine.loops import BidirectionalLoop
+    from bdl_mm.engine.runner.stage_runner import StageRunner
+    assert BidirectionalLoop.resumes_stages
+    calls = []
+    runner = SimpleNamespace(_resume=True, _load_from='init.pth', _has_loaded=False,
+                             _train_loop=SimpleNamespace(resumes_stages=True),
+                             load_checkpoint=lambda path: calls.append(('load', path)),
+                             resume=lambda path: calls.append(('resume', path)))
+    StageRunner.load_or_resume(runner)
+    assert calls == [('load', 'init.pth')] and runner._has_loaded
+    StageRunner.load_or_resume(runner)  # loaded once
+    assert calls == [('load', 'init.pth')]
+    runner = SimpleNamespace(**dict(vars(runner), _load_from=None, _has_loaded=False))
+    StageRunner.load_or_resume(runner)  # no load_from: nothing (the initial weights are the outer model's init)
+    assert calls == [('load', 'init.pth')]

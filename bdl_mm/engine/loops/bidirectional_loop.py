@@ -113,6 +113,7 @@ class BidirectionalLoop(BaseLoop):
         plan (Plan): the stages, in order, with their inputs. configs (StageConfigBuilder): each stage's child
         config. run_state (RunState): ``bdl_state.json``. context (StageContext): what the stage functions get.
     """
+    resumes_stages = True  # the outer runner only loads load_from; run_plan() resumes each stage itself
 
     def __init__(self,
                  runner,
