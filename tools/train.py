@@ -22,6 +22,7 @@ from mmseg.registry import RUNNERS
 
 from bdl_mm.apis.m_model import check_m_classes
 from bdl_mm.datasets.label_maps import LabelFileError
+from bdl_mm.engine.disk_estimate import check_plan_disk
 from bdl_mm.engine.fingerprint import RunMixError
 from bdl_mm.engine.hooks import NonFiniteLossError
 from bdl_mm.engine.preflight import DataCheckError, preflight
@@ -158,6 +159,8 @@ def dry_run(runner, cfg):
         preflight(loop.plan, loop.configs, loop.check_data, state=loop.run_state.read().get('stages'), logger=logger)
     except DataCheckError as e:
         raise SystemExit(f'error: {e}') from None
+    check_plan_disk(loop.plan, loop.configs, runner.model, cfg.work_dir, loop.run_state.read().get('stages') or {},
+                    logger)
     logger.info('[BDL] dry run done: nothing trained', extra=CONSOLE)
 
 

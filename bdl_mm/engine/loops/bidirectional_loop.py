@@ -33,6 +33,7 @@ from ...evaluation.results_table import format_results_table
 from ...models.decode_heads.deeplabv2_head import check_classifier_checkpoint
 from ...structures.plan import INITIAL, M_KINDS, build_plan
 from ..checkpoint import save_model_checkpoint
+from ..disk_estimate import check_plan_disk
 from ..hooks.non_finite_loss_hook import ACTIONS
 from ..preflight import CHECK_MODES
 from ..run_state import RunState, end_line, start_line
@@ -234,6 +235,8 @@ class BidirectionalLoop(BaseLoop):
         self.run_state.load(resume=self.runner._resume)
         # the config unchanged since the run started, the preflight data scan
         self.run_state.check_before_stages(self.outer_cfg, self.configs, self.check_data, self.force_resume, logger)
+        if is_main_process() and self.check_data != 'none':  # and the free space for what the stages will write
+            check_plan_disk(self.plan, self.configs, self.runner.model, self.work_dir, self.run_state.stages, logger)
         records = {INITIAL: dict(checkpoint=self.initial_weights())}
         start = time.time()
         self.run_state.run_info = dict(started=start, finished=None)
