@@ -19,7 +19,8 @@ ELSEWHERE = {
                                         'test_benchmark_judges_the_growth'),
     'tools/analysis_tools/benchmark.py': ('tests/test_tools/test_analysis_tools.py', 'test_benchmark_of_m'),
 }
-HERE = {'tools/benchmark.py': 'test_m_step_benchmark', 'tools/benchmark_translation.py': 'test_f_step_benchmark'}
+HERE = {'tools/benchmark.py': 'test_m_step_benchmark', 'tools/benchmark_translation.py': 'test_f_step_benchmark',
+        'tools/benchmark_hardware.py': 'test_hardware_table_probe'}
 
 TINY_M = """model = dict(
     type='EncoderDecoder',
@@ -104,3 +105,26 @@ def test_m_step_benchmark(tmp_path, capsys, monkeypatch):
                          rf'{mem["step"] / 2**20:.1f}$', out, re.M), variant
     assert f'median of paired steps {result["paired_ratio"]:.3f} (target <= 1.10: ' in out
     assert 'step-memory ratio = ' in out
+
+
+def test_hardware_table_probe():
+    """tools/benchmark_hardware.py on the toy config: the stage kinds' figures, and a checkpoint as big as the
+    preflight's disk estimate computes it (bdl_mm.engine.disk_estimate)."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from bdl_mm.engine.disk_estimate import checkpoint_bytes
+    hw = load_tool('benchmark_hardware.py')
+    src = hw.probe(TOY, 'source_only', 'cpu')
+    ssl = hw.probe(TOY, 'ssl_adaptation', 'cpu')
+    for rec in (src, ssl):
+        assert rec['seconds'] > 0 and rec['alloc_peak_gib'] > 0 and rec['process_peak_gib'] > rec['alloc_peak_gib']
+    # SSL adaptation: M forward and backward on the source (256x144) and on the target (256x128: 128/144 of the
+    # source's work), plus D_M's three passes
+    assert 1 + 128 / 144 < ssl['flops'] / src['flops'] < 3
+    configs, plan = hw.stage_configs(TOY)
+    cfg = configs.m_stage_cfg(hw.first_stage(plan, 'ssl_adaptation'))
+    init_default_scope('mmseg')
+    computed = checkpoint_bytes(MODELS.build(cfg.model), cfg.optim_wrapper) / 2**20
+    assert abs(ssl['checkpoint_mib'] - computed) < 0.02 * computed  # torch.save adds key names and pickling
+    assert hw.probe(TOY.replace('bdl_toy', 'bdl_toy_fda'), 'translation', 'cpu')['skipped']
