@@ -93,11 +93,19 @@ def _format_diagnostics(rows: List[dict]) -> str:
                 for r in translate]
     ssl = [r for r in rows if r['kind'] == 'pseudo_label']
     if ssl:
-        out += ['' if out else None, '| SSL round | kept | precision of the kept pixels (target train labels) |',
-                '|---|---|---|']
-        out += [f'| {r["stage"]} | {_percent(r.get("kept_ratio"), 100)} | {_percent(r.get("precision"))} |'
-                for r in ssl]
+        out += ['' if out else None, '| SSL round | kept | flagged classes (label-free: unsure, rare) | precision of '
+                'the kept pixels (target train labels) | of the flagged classes | of the others |',
+                '|---|---|---|---|---|---|']
+        out += [f'| {r["stage"]} | {_percent(r.get("kept_ratio"), 100)} | {_flags(r.get("flagged"))} | '
+                f'{_percent(r.get("precision"))} | {_percent(r.get("precision_flagged"))} | '
+                f'{_percent(r.get("precision_unflagged"))} |' for r in ssl]
     return '\n'.join(line for line in out if line is not None) + '\n'
+
+
+def _flags(flagged) -> str:
+    if flagged is None:
+        return '-'
+    return ', '.join(f'{c} ({"+".join(r)})' for c, r in flagged.items()) or 'none'
 
 
 def _percent(value, scale: float = 1) -> str:

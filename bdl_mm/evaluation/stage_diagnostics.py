@@ -9,8 +9,10 @@ pseudo-label precision): what each translation and each SSL round did, to explai
 - :func:`edge_consistency`: correlation of the edge maps (Sobel gradient magnitude) of each source image and its
   translation: 1 when every edge stays where it was with its relative strength, lower when F blurs, adds
   artefacts or moves content. Thin objects (poles, people) live on their edges; a colour transfer keeps them (~1).
-- :func:`pseudo_label_diagnostics`: the kept ratio per class of an SSL round (from its ``summary.json``) and, when a
-  labelled copy of the target train split is at hand, the precision of the kept pixels, overall and per class.
+- :func:`pseudo_label_diagnostics`: the kept ratio per class of an SSL round (from its ``summary.json``), the classes
+  whose pseudo labels are likely wrong (:func:`label_free_flags`, from M's confidence alone) and, when a labelled
+  copy of the target train split is at hand, the precision of the kept pixels, overall, per class, and of the
+  flagged against the unflagged classes (which says whether the flags were right).
 
 Nothing here selects a model, a stage or a setting: the figures are written beside each stage
 (``<stage>/diagnostics.json``) and into the results table, for the reader. Written by hand: MMSeg's IoUMetric
@@ -161,6 +163,37 @@ def _dataset_len(dataset_cfg) -> int:
         return len(DATASETS.build(cfg))
 
 
+# label-free warning thresholds, fixed before looking at any precision (not tuned): a class whose median
+# confidence is below one half (M's top probability on half of its pixels is under 0.5: it is as likely to be
+# something else), or that M predicts on less than 0.1% of the target's pixels (too few to learn from, and the
+# class-median rule keeps half of them however unsure M is)
+UNSURE_MEDIAN = 0.5
+RARE_SHARE = 1e-3
+
+
+def label_free_flags(summary: dict, classes: Sequence[str]) -> Dict[str, List[str]]:
+    """Classes whose pseudo labels are likely wrong, from the pseudo-label stage's ``summary.json`` alone (no
+    target labels): ``unsure`` (median confidence below :data:`UNSURE_MEDIAN`), ``rare`` (predicted on less than
+    :data:`RARE_SHARE` of the pixels). Classes M never predicts are not listed."""
+    medians = summary.get('class_medians') or []
+    predicted = summary.get('predicted_pixels_per_class') or []
+    total = summary.get('total_pixels') or sum(p or 0 for p in predicted)
+    flags = {}
+    for j, name in enumerate(classes):
+        n = predicted[j] if j < len(predicted) else None
+        if not n:
+            continue
+        reasons = []
+        median = medians[j] if j < len(medians) else None
+        if median is not None and median < UNSURE_MEDIAN:
+            reasons.append('unsure')
+        if total and n / total < RARE_SHARE:
+            reasons.append('rare')
+        if reasons:
+            flags[name] = reasons
+    return flags
+
+
 def pseudo_label_diagnostics(pseudo_label_dir: str, summary: dict, classes: Sequence[str],
                              labelled_target_cfg=None) -> dict:
     """The kept ratio per class of an SSL round (``summary.json`` of the pseudo-label stage) and, with
@@ -169,7 +202,8 @@ def pseudo_label_diagnostics(pseudo_label_dir: str, summary: dict, classes: Sequ
     compared at the pseudo label's size (true labels resized with nearest neighbours)."""
     out = dict(kept_ratio=summary.get('kept_ratio'),
                kept_ratio_per_class={c: r for c, r in zip(classes, summary.get('kept_ratio_per_class') or [])
-                                     if r is not None})
+                                     if r is not None},
+               flagged=label_free_flags(summary, classes))
     if labelled_target_cfg is None:
         return out
     from mmseg.registry import DATASETS
@@ -204,4 +238,7 @@ def pseudo_label_diagnostics(pseudo_label_dir: str, summary: dict, classes: Sequ
         correct += np.bincount(pl[pl == gt], minlength=num_classes)[:num_classes]
     out['precision'] = float(100 * correct.sum() / kept.sum()) if kept.sum() else None
     out['precision_per_class'] = {c: float(100 * correct[j] / kept[j]) for j, c in enumerate(classes) if kept[j]}
+    flagged = np.array([c in out['flagged'] for c in classes])
+    for key, mask in (('precision_flagged', flagged), ('precision_unflagged', ~flagged)):
+        out[key] = float(100 * correct[mask].sum() / kept[mask].sum()) if kept[mask].sum() else None
     return out

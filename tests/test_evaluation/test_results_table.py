@@ -55,3 +55,17 @@ def test_results_after_each_stage_are_marked_partial_until_the_last(tmp_path):
     saved = json.load(open(tmp_path / 'results.json'))
     assert [r['metrics']['mIoU'] for r in saved['rows']] == [30.0, 35.0, 37.5] and saved['stages_done'] == 4
     assert sorted(os.listdir(tmp_path)) == ['results.json', 'results.md', 'results.png']  # no temporary files left
+
+
+def test_ssl_table_shows_the_label_free_flags_and_their_precision(tmp_path):
+    plan = [Stage('m0', 'source_only'), Stage('k1/ssl1', 'pseudo_label', 1, 1), Stage('k1/ssl2', 'pseudo_label', 1, 2)]
+    cfg = Config(dict(val_dataloader=dict(dataset=dict(type='CityscapesDataset'))))
+    diag = dict(kept_ratio=0.61, flagged={'pole': ['unsure'], 'light': ['unsure', 'rare']}, precision=93.04,
+                precision_flagged=12.5, precision_unflagged=95.25)
+    state = {'m0': dict(status='done', label='M(0)', metrics={'mIoU': 30.0}),
+             'k1/ssl1': dict(status='done', diagnostics=diag),
+             'k1/ssl2': dict(status='done', diagnostics=dict(kept_ratio=0.6, flagged={}))}  # no labels: no precision
+    table = format_results_table(plan, state, cfg, str(tmp_path))
+    assert '| k1/ssl1 | 61.0% | pole (unsure), light (unsure+rare) | 93.0% | 12.5% | 95.2% |' in table
+    assert '| k1/ssl2 | 60.0% | none | - | - | - |' in table
+    assert json.load(open(tmp_path / 'results.json'))['diagnostics'][0]['flagged']['light'] == ['unsure', 'rare']

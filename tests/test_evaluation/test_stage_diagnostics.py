@@ -13,6 +13,7 @@ from mmengine.structures import PixelData
 from bdl_mm.evaluation.stage_diagnostics import (
     edge_consistency,
     image_statistics,
+    label_free_flags,
     miou,
     pseudo_label_diagnostics,
     statistics_distance,
@@ -147,7 +148,9 @@ def test_pseudo_label_precision_by_hand(tmp_path):
     pl[0, :] = [0, 0, 2, 2]  # gt (nearest) row 0: [255, 0, 2, 2] -> 0 at 255 left out, 0 right, 2 right x 2
     pl[1, :2] = [2, 0]  # gt row 1 (from row 2): [0, 0, ...] -> 2 wrong, 0 right
     cv2.imwrite(str(pl_dir / 'c_000000_000000_leftImg8bit.png'), pl)
-    summary = dict(kept_ratio=0.75, kept_ratio_per_class=[0.5, None, 1.0])
+    # building is unsure (median confidence 0.4 < 0.5): flagged, label-free; road is sure and common
+    summary = dict(kept_ratio=0.75, kept_ratio_per_class=[0.5, None, 1.0], class_medians=[0.9, None, 0.4],
+                   predicted_pixels_per_class=[4, 0, 3], total_pixels=7)
     classes = ('road', 'sidewalk', 'building')
     dataset = dict(type='CityscapesDataset', data_root=str(root),
                    data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'), pipeline=[])
@@ -156,4 +159,18 @@ def test_pseudo_label_precision_by_hand(tmp_path):
     # kept and labelled: road 2 (2 right), building 3 (2 right)
     assert out['precision'] == pytest.approx(100 * 4 / 5)
     assert out['precision_per_class'] == {'road': 100.0, 'building': pytest.approx(100 * 2 / 3)}
-    assert 'precision' not in pseudo_label_diagnostics(str(tmp_path / 'pl'), summary, classes, None)
+    assert out['flagged'] == {'building': ['unsure']}
+    assert out['precision_flagged'] == pytest.approx(100 * 2 / 3) and out['precision_unflagged'] == 100.0
+    unlabelled = pseudo_label_diagnostics(str(tmp_path / 'pl'), summary, classes, None)
+    assert 'precision' not in unlabelled and unlabelled['flagged'] == {'building': ['unsure']}
+
+
+def test_label_free_flags_by_hand():
+    classes = ('road', 'pole', 'light', 'sky', 'bus')
+    # 10,000 pixels: road sure and common; pole unsure (0.43); light predicted on 9 pixels (0.09% < 0.1%) and
+    # unsure; sky exactly at the bounds (median 0.5, 10 pixels = 0.1%): not flagged; bus never predicted: not listed
+    summary = dict(class_medians=[0.95, 0.43, 0.3, 0.5, None], predicted_pixels_per_class=[9000, 981, 9, 10, 0],
+                   total_pixels=10000)
+    assert label_free_flags(summary, classes) == {'pole': ['unsure'], 'light': ['unsure', 'rare']}
+    # a summary of an older run (no per-class pixel counts, no medians) flags nothing rather than failing
+    assert label_free_flags(dict(kept_ratio=0.5), classes) == {}
