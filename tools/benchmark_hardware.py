@@ -1,7 +1,8 @@
 """Hardware table: what each stage kind of an Algorithm-1 config needs at the real sizes.
 
     python tools/benchmark_hardware.py configs/bdl_gta5.py [CONFIG ...] [--kinds source_only,ssl_adaptation,...]
-        [--device cpu|cuda] [--json OUT.json]
+        [--device cpu|cuda] [--f-batch 1] [--json OUT.json] [--estimate TFLOPS]
+    python tools/benchmark_hardware.py CONFIG ... --from-json OUT.json --estimate TFLOPS
 
 Every stage kind is measured in a fresh process, on the model, optimisers and input sizes its stage config (the one
 the BDL loop builds, ``StageConfigBuilder``) gives it, with random data:
@@ -22,6 +23,11 @@ building included), ``seconds`` (CPU seconds of the first step, ``time.process_t
 step after it), and for the training kinds ``checkpoint_mib``: the size of a checkpoint (weights, optimiser state;
 F's with its two image pools full, as ``ImagePoolCheckpointHook`` saves them). FLOPs and memory are measured on the
 second step, which holds the optimiser state. ``docs/benchmarks.md`` turns these into the hardware table.
+
+``--estimate TFLOPS``: the whole plan's FLOPs (each kind's FLOPs per step or image x its count at the release's
+schedule: M's iterations, F's epochs x max(#source, #target) images, one image per source or target image for S'
+and pseudo labels, with the released data sets' sizes) and the GPU-hours they take at that sustained throughput per
+GPU, on 1, 4 and 8 GPUs with ideal scaling. Evaluation and data loading are left out.
 """
 import argparse
 import copy
@@ -51,6 +57,51 @@ from bdl_mm.structures.plan import build_plan
 
 KINDS = ('source_only', 'adaptation', 'ssl_adaptation', 'translation', 'translate', 'pseudo_label')
 GIB = 2**30
+# images of the released data sets (docs/user_guides/data.md)
+DATASET_IMAGES = dict(GTA5Dataset=24966, SynthiaDataset=9400, CityscapesDataset=2975)
+
+
+def schedule(config):
+    """Work units of the config's whole plan at the release's schedule: per stage kind, how many steps or images,
+    from the stage configs (M's max_iters, F's epochs x max(#source, #target) images) and the data sets' sizes."""
+    configs, plan = stage_configs(config)
+    source = DATASET_IMAGES[configs.cfg.train_dataloader.dataset.source.type]
+    target = DATASET_IMAGES['CityscapesDataset']
+    units = {}
+    for stage in plan:
+        if stage.kind in ('source_only', 'adaptation', 'ssl_adaptation'):
+            n = configs.m_stage_cfg(stage).train_cfg.max_iters
+        elif stage.kind == 'translation':
+            if configs.translation_baseline(stage) is not None:
+                continue
+            n = configs.translation_cfg(stage).train_cfg.max_epochs * max(source, target)  # images (batch 1 each)
+        elif stage.kind == 'translate':
+            n = source
+        elif stage.kind == 'pseudo_label':
+            n = target
+        else:
+            continue
+        units[stage.kind] = units.get(stage.kind, 0) + n
+    return units
+
+
+def estimate(records, throughput_tflops):
+    """GPU-hours of each config's whole plan: its measured FLOPs per step or image x the schedule's count, at the
+    assumed sustained throughput, on 1, 4 and 8 GPUs (ideal scaling: every stage splits its work evenly)."""
+    rows = {}
+    for rec in records:
+        if 'flops' not in rec:
+            continue
+        per_unit = rec['flops'] / rec.get('batch', 1)  # F: FLOPs per image (measured at --f-batch)
+        rows.setdefault(rec['config'], {})[rec['kind']] = per_unit
+    out = {}
+    for config, flops in rows.items():
+        units = schedule(config)
+        total = sum(flops[k] * n for k, n in units.items() if k in flops)
+        hours = total / (throughput_tflops * 1e12) / 3600
+        out[config] = dict(pflop=round(total / 1e15, 1), missing=[k for k in units if k not in flops],
+                           gpu_hours={g: round(hours / g, 1) for g in (1, 4, 8)}, units=units)
+    return out
 
 
 def parse_args(argv=None):
@@ -61,6 +112,9 @@ def parse_args(argv=None):
     p.add_argument('--f-batch', type=int, default=1,
                    help="F's batch per process (default 1: one GPU's share of the release's batch of 4 on 4 GPUs)")
     p.add_argument('--json', help='write every measurement to this file (a list of records)')
+    p.add_argument('--estimate', metavar='TFLOPS', type=float,
+                   help='also estimate the GPU-hours of each whole plan at this sustained throughput per GPU')
+    p.add_argument('--from-json', help='estimate from the records of an earlier --json run (measures nothing)')
     p.add_argument('--probe', help=argparse.SUPPRESS)  # internal: measure one kind of one config in this process
     args = p.parse_args(argv)
     args.kinds = [k.strip() for k in args.kinds.split(',') if k.strip()]
@@ -71,12 +125,12 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------ what the loop would build
-def stage_configs(config):
+def stage_configs(config, work_dir='.'):
+    """The loop's stage configs of ``config`` (``work_dir``: where F's M checkpoint is written for F's kinds)."""
     cfg = Config.fromfile(config)
     keys = ('K', 'N', 'stages', 'use_translation', 'use_ssl', 'perceptual', 'm_init', 'source_only_checkpoint')
     plan = build_plan({k: cfg.train_cfg[k] for k in keys if k in cfg.train_cfg})
-    return StageConfigBuilder(cfg, plan, tempfile.mkdtemp(prefix='bdl_hw_'),
-                              adversarial=cfg.train_cfg.get('adversarial', True)), plan
+    return StageConfigBuilder(cfg, plan, work_dir, adversarial=cfg.train_cfg.get('adversarial', True)), plan
 
 
 def first_stage(plan, kind):
@@ -227,7 +281,12 @@ def measure(fn, device, model=None, optims=()):
 
 
 def probe(config, kind, device, f_batch=1):
-    configs, plan = stage_configs(config)
+    with tempfile.TemporaryDirectory(prefix='bdl_hw_') as work_dir:
+        return _probe(config, kind, device, f_batch, work_dir)
+
+
+def _probe(config, kind, device, f_batch, work_dir):
+    configs, plan = stage_configs(config, work_dir)
     torch.manual_seed(0)
     rec = dict(config=config, kind=kind, device=device)
     if first_stage(plan, kind) is None:
@@ -283,6 +342,10 @@ def main(argv=None):
         config, kind = args.probe.split('::')
         print('RESULT ' + json.dumps(probe(config, kind, args.device, args.f_batch)), flush=True)
         return
+    if args.from_json:
+        records = json.load(open(args.from_json))
+        print_estimate(records, args.estimate or 25.0)
+        return
     records = []
     for config in args.configs:
         for kind in args.kinds:
@@ -306,6 +369,15 @@ def main(argv=None):
             if args.json:
                 with open(args.json, 'w') as f:
                     json.dump(records, f, indent=1)
+    if args.estimate:
+        print_estimate(records, args.estimate)
+
+
+def print_estimate(records, throughput):
+    for config, e in estimate(records, throughput).items():
+        missing = f' (not measured: {", ".join(e["missing"])})' if e['missing'] else ''
+        print(f'{config}: {e["pflop"]} PFLOP for the whole plan{missing}; at {throughput} TFLOP/s per GPU: '
+              + ', '.join(f'{h} h on {g} GPU{"s" if g > 1 else ""}' for g, h in e['gpu_hours'].items()))
 
 
 if __name__ == '__main__':
