@@ -199,8 +199,9 @@ def disk_report(work_dir):
         rel = osp.relpath(dirpath, work_dir)
         stage = '/'.join(rel.split(os.sep)[:2]) if rel.startswith('k') else rel.split(os.sep)[0]
         for f in files:
-            kind = ('checkpoint' if f.endswith('.pth') else 'image' if f.endswith(('.png', '.npy', '.npz'))
-                    and ('translate' in rel or 'ssl' in rel) else None)
+            kind = ('checkpoint' if f.endswith('.pth') else
+                    'cache' if '_cache' in rel.split(os.sep) else
+                    'image' if f.endswith('.png') and f not in PLOTS and ('translate' in rel or 'ssl' in rel) else None)
             if kind is None:
                 continue
             entry = report.setdefault(stage, {}).setdefault(kind, dict(files=0, bytes=0))
@@ -209,11 +210,17 @@ def disk_report(work_dir):
     return report
 
 
+PLOTS = ('threshold_study.png', 'samples.png')  # a stage's figures, not its outputs
+
+
 def image_sizes(folder, suffix='.png'):
+    """The sizes of a stage's output images (S', pseudo labels), leaving out its plots and its cache."""
     sizes = set()
     for dirpath, _, files in os.walk(folder):
+        if '_cache' in dirpath.split(os.sep):
+            continue
         for f in files:
-            if f.endswith(suffix):
+            if f.endswith(suffix) and f not in PLOTS:
                 with Image.open(osp.join(dirpath, f)) as im:
                     sizes.add(im.size)
     return sorted(sizes)
@@ -221,8 +228,10 @@ def image_sizes(folder, suffix='.png'):
 
 def check_run(work_dir):
     state = json.load(open(osp.join(work_dir, 'bdl_state.json')))
-    plan = [s['name'] for s in state['plan']] if isinstance(state.get('plan'), list) else list(state.get('plan', []))
-    done = state.get('completed', {})
+    plan = list(state.get('plan') or [])  # the stage names, in plan order (bdl_mm/engine/run_state.py)
+    done = {name: rec for name, rec in (state.get('stages') or {}).items() if rec.get('status') == 'done'}
+    if not plan:
+        raise SystemExit(f'error: {osp.join(work_dir, "bdl_state.json")} holds no plan')
     missing = [name for name in plan if name not in done]
     if missing:
         raise SystemExit(f'error: stages not completed: {", ".join(missing)}')

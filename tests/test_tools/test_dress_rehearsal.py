@@ -57,3 +57,32 @@ def test_overrides_are_roots_and_counts_only():
     assert 'train_cfg.stages.ssl_adaptation.train_cfg.max_iters=2' in opts
     fda = Config.fromfile(osp.join(ROOT, 'configs', 'bdl_gta5_fda.py'))  # a baseline trains no F
     assert not any('translation' in o for o in rehearsal.count_options(fda, '/s', '/t', 2, 1))
+
+
+def test_check_run_reads_the_loops_state_file(tmp_path):
+    """The check reads bdl_state.json as the loop writes it (RunState): every planned stage done, the final model
+    readable, S' and pseudo labels at their sizes."""
+    import json
+    stages = {'m0': dict(status='done', seconds=3.25), 'k1/translate': dict(status='done', seconds=1.0),
+              'k1/ssl1': dict(status='done', seconds=2.0)}
+    state = dict(plan=['m0', 'k1/translate', 'k1/ssl1'], stages=stages, final_model='final_model.pth')
+    (tmp_path / 'bdl_state.json').write_text(json.dumps(state))
+    torch.save(dict(state_dict={'w': torch.ones(1)}), tmp_path / 'final_model.pth')
+    for folder, size in (('k1/translate', (16, 8)), ('k1/ssl1/c', (8, 4)), ('k1/ssl1/_cache/x', (2, 2))):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.new('L', size).save(tmp_path / folder / 'a.png')
+    Image.new('RGB', (90, 35)).save(tmp_path / 'k1/ssl1/threshold_study.png')  # a plot, not an output
+    times, sizes = rehearsal.check_run(str(tmp_path))
+    assert times == {'m0': 3.2, 'k1/translate': 1.0, 'k1/ssl1': 2.0}
+    assert sizes == {'k1/translate': [(16, 8)], 'k1/ssl1': [(8, 4)]}
+    disk = rehearsal.disk_report(str(tmp_path))
+    assert disk['k1/ssl1']['image']['files'] == 1 and disk['k1/ssl1']['cache']['files'] == 1
+    assert disk['.']['checkpoint']['files'] == 1 and disk['k1/translate']['image']['files'] == 1
+    stages['k1/ssl1']['status'] = 'running'
+    (tmp_path / 'bdl_state.json').write_text(json.dumps(state))
+    try:
+        rehearsal.check_run(str(tmp_path))
+    except SystemExit as e:
+        assert str(e) == 'error: stages not completed: k1/ssl1'
+    else:
+        raise AssertionError('an unfinished stage passed the check')
