@@ -101,3 +101,56 @@ def test_outer_runner_of_algorithm1_loads_load_from_on_resume_and_resumes_nothin
     runner = SimpleNamespace(**dict(vars(runner), _load_from=None, _has_loaded=False))
     StageRunner.load_or_resume(runner)  # no load_from: nothing (the initial weights are the outer model's init)
     assert calls == [('load', 'init.pth')]
+
+
+def test_a_full_disk_during_a_stage_checkpoint_keeps_the_one_before_for_resume(tmp_path, monkeypatch):
+    """A real StageRunner trains 4 iterations with a checkpoint every 2; the disk fills while iter_4.pth is written
+    (half its bytes go down, then ENOSPC). The run ends naming iter_4.pth, nothing of it is left, and a resume takes
+    iter_2.pth, whole."""
+    import errno
+    import io
+
+    import mmengine.fileio.backends.local_backend as local_backend
+    import pytest
+    from mmengine.model import BaseModel
+    from torch.utils.data import DataLoader
+
+    from bdl_mm.engine.runner import StageRunner
+    from bdl_mm.utils.atomic_io import DiskFullError
+
+    class Tiny(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+
+        def forward(self, inputs, data_samples=None, mode='loss'):
+            return dict(loss=self.fc(torch.stack(inputs) if isinstance(inputs, list) else inputs).pow(2).mean())
+
+    real_open, writes = open, []
+
+    class HalfWriter(io.FileIO):
+        def write(self, data):
+            super().write(bytes(data)[:len(data) // 2])
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+    def fake_open(path, mode='r', *args, **kwargs):  # mmengine's local backend: checkpoints and last_checkpoint
+        if 'w' in mode:
+            writes.append(os.path.basename(str(path)))
+            if str(path).endswith('.part') and len([w for w in writes if w.endswith('.part')]) == 2:
+                return HalfWriter(path, 'w')
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(local_backend, 'open', fake_open, raising=False)
+    data = DataLoader([dict(inputs=torch.ones(2))] * 8, batch_size=1, collate_fn=lambda b: dict(inputs=b[0]['inputs']))
+    runner = StageRunner(model=Tiny(), work_dir=str(tmp_path), train_dataloader=data,
+                         train_cfg=dict(by_epoch=False, max_iters=4),
+                         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+                         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+                         default_scope='mmengine')
+    with pytest.raises(DiskFullError) as info:
+        runner.train()
+    assert str(tmp_path / 'iter_4.pth') in str(info.value)
+    files = sorted(f for f in os.listdir(tmp_path) if f.endswith(('.pth', '.part')) or f.startswith(('.', 'last')))
+    assert files == ['iter_2.pth', 'last_checkpoint']  # no iter_4.pth, no temporary file
+    assert checkpoint_to_resume(str(tmp_path)) == (str(tmp_path / 'iter_2.pth'), True)
+    assert readable_checkpoint(str(tmp_path / 'iter_2.pth'))
