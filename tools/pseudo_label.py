@@ -33,6 +33,8 @@ def parse_args(argv=None):
                         help='global threshold / cap of the class thresholds (default: config, else 0.9)')
     parser.add_argument('--median', choices=['release', 'numpy'], default=None,
                         help="class_median's statistic: release (sorted[round(n/2)], default) or numpy's median")
+    parser.add_argument('--floor', type=float, default=None,
+                        help='class_median: the least class threshold (not in the release; default: config, else off)')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--overwrite', action='store_true', help='replace labels of a run with other settings')
@@ -107,6 +109,7 @@ def main(argv=None):
     mode = args.mode or pl_cfg.get('mode', 'class_median')
     threshold = args.threshold if args.threshold is not None else pl_cfg.get('threshold', 0.9)
     median = args.median or pl_cfg.get('median', 'release')
+    floor = args.floor if args.floor is not None else pl_cfg.get('floor')
 
     dataset = build_target_dataset(target_dataset_cfg(cfg))
     model = MODELS.build(segmentor_cfg(cfg))
@@ -120,7 +123,7 @@ def main(argv=None):
 
     summary = generate_pseudo_labels(
         model, dict(batch_size=args.batch_size, num_workers=args.num_workers, dataset=dataset), args.out, mode=mode,
-        threshold=threshold, median=median, shard_id=args.shard_id, num_shards=args.num_shards,
+        threshold=threshold, median=median, floor=floor, shard_id=args.shard_id, num_shards=args.num_shards,
         overwrite=args.overwrite,
         keep_cache=args.keep_cache, wait_for_shards=not args.no_wait, checkpoint=osp.abspath(args.checkpoint),
         config=osp.abspath(args.config))

@@ -20,6 +20,7 @@ Tie rules (kept = pixel keeps its argmax label, else 255):
   i.e. kept if ``conf >= threshold_c``. ``median='release'`` takes the release's ``sorted[round(n / 2)]``;
   ``median='numpy'`` numpy's (mean of the two middle values for an even count), at most one sample away.
   A class that is never predicted gets no threshold (``nan`` here, ``null`` in the summary) and no pixels.
+  ``floor`` (a switch of this project, off in the release's configs) raises every class threshold to at least it.
 - ``soft`` (paper Table 3): every pixel keeps its argmax label and is weighted by its confidence.
 """
 from typing import Optional, Sequence, Tuple
@@ -98,13 +99,19 @@ def release_median_from_histogram(hist: np.ndarray) -> np.ndarray:
 MEDIANS = dict(release=release_median_from_histogram, numpy=median_from_histogram)
 
 
-def class_median_thresholds(hist: np.ndarray, threshold: float = 0.9, median: str = 'numpy') -> np.ndarray:
+def class_median_thresholds(hist: np.ndarray, threshold: float = 0.9, median: str = 'numpy',
+                            floor: Optional[float] = None) -> np.ndarray:
     """Release thresholds ``min(median_c, threshold)``; ``nan`` for a class that is never predicted.
     ``median``: ``'release'`` (``sorted[round(n / 2)]``, the authors' ``SSL.py``) or ``'numpy'``
-    (``numpy.median``)."""
+    (``numpy.median``). ``floor`` (not in the release, off by default): no class threshold below it,
+    ``max(min(median_c, threshold), floor)``, so a class M is unsure of keeps only its pixels above the floor
+    instead of half of them."""
     if median not in MEDIANS:
         raise ValueError(f"median must be one of {sorted(MEDIANS)}, got {median!r}")
-    return np.minimum(MEDIANS[median](hist), threshold)  # nan stays nan
+    thresholds = np.minimum(MEDIANS[median](hist), threshold)  # nan stays nan
+    if floor is not None:
+        thresholds = np.where(np.isnan(thresholds), thresholds, np.maximum(thresholds, floor))
+    return thresholds
 
 
 def pseudo_label(label: np.ndarray,

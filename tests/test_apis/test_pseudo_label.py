@@ -310,3 +310,36 @@ def test_full_disk_leaves_nothing_a_rerun_trusts(tmp_path, target, model, monkey
     assert summary['complete']
     for rel in reference_predictions(model, target):  # the same labels as a run that never met a full disk
         np.testing.assert_array_equal(read(osp.join(out, rel)), read(osp.join(whole, rel)))
+
+
+def test_floor_raises_the_class_thresholds_by_hand():
+    # medians (numpy) 0.3, 0.6 and 0.95 of three classes; class 3 never predicted
+    hist = T.empty_histogram(4)
+    for c, confs in enumerate(([0.2, 0.3, 0.4], [0.5, 0.6, 0.7], [0.9, 0.95, 0.99])):
+        for x in confs:
+            T.accumulate_histogram(hist, np.array([[c]]), T.quantize_confidence(np.array([[x]])))
+    off = T.class_median_thresholds(hist, 0.9)
+    on = T.class_median_thresholds(hist, 0.9, floor=0.5)
+    np.testing.assert_allclose(off[:3], [0.3, 0.6, 0.9], atol=1e-4)
+    np.testing.assert_allclose(on[:3], [0.5, 0.6, 0.9], atol=1e-4)  # only the unsure class is raised
+    assert np.isnan(off[3]) and np.isnan(on[3])  # a class never predicted still gets no threshold
+
+
+def test_floor_in_the_pipeline_and_its_settings(tmp_path, target, model):
+    off = generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'off'), threshold=1.0, progress=False)
+    medians = [t for t in off['class_thresholds'] if t is not None]  # no cap: the class medians
+    floor = max(medians)
+    assert min(medians) < floor  # the floor has work to do: it raises the least sure class
+    on = generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'on'), threshold=1.0, floor=floor,
+                                progress=False)
+    assert 'floor' not in off and on['floor'] == floor  # off: the release's settings, unchanged
+    for t_off, t_on in zip(off['class_thresholds'], on['class_thresholds']):
+        assert (t_off is None and t_on is None) or t_on == pytest.approx(max(t_off, floor))
+    assert on['kept_ratio'] < off['kept_ratio']
+    for rel in reference_predictions(model, target):  # every label kept with the floor is kept without it
+        a, b = read(osp.join(tmp_path / 'on', rel)), read(osp.join(tmp_path / 'off', rel))
+        assert ((a == 255) | (a == b)).all()
+    with pytest.raises(ValueError, match='class_median'):
+        generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'g'), mode='global', floor=0.5)
+    with pytest.raises(ValueError, match='floor must be in'):
+        generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'g'), floor=0.95)
