@@ -32,6 +32,16 @@ always the same; the target differs from it by one kind of shift (:data:`SHIFTS`
 - ``layout``: the scene layout alone (a lower horizon, bigger and more cars, fewer people and poles), the source's
   appearance.
 
+Harder families (issue "later stages that earn their place"), where the first round leaves some classes near chance:
+
+- ``colour_sensor``: ``colour`` and ``sensor`` together (another palette and white balance, heavy noise, blur,
+  vignette, a strong gamma);
+- ``texture_layout``: ``texture`` and ``layout`` together;
+- ``swap``: two pairs of classes trade their source colours (sidewalk and terrain, person and pole): the colour
+  that means one class in the source means the other in the target, so only shape and context tell them apart;
+- ``fog``: a haze that thickens towards the horizon (the far half of the scene fades into a grey-white veil),
+  with less contrast everywhere; small far objects (poles, signs, lights, people) all but vanish.
+
 Usage: ``python tools/make_toy_data.py OUT_DIR [--seed 0] [--shift toy]`` (a few seconds).
 """
 import argparse
@@ -77,6 +87,10 @@ COLOUR_CAMERA = {
 PALETTE['colour'] = {c: tuple(round(0.4 * s + 0.6 * t) for s, t in zip(SOURCE_COLOURS[c], COLOUR_CAMERA[c]))
                      for c in SOURCE_COLOURS}
 
+# The `swap` family: sidewalk and terrain, person and pole trade their source colours
+SWAPPED = {SIDEWALK: TERRAIN, TERRAIN: SIDEWALK, PERSON: POLE, POLE: PERSON}
+PALETTE['swap'] = {c: SOURCE_COLOURS[SWAPPED.get(c, c)] for c in SOURCE_COLOURS}
+
 # The layout of the scenes (draw_layout): horizon height (fraction of the image height), counts and sizes of
 # objects. DEFAULT_LAYOUT is the layout of every family but `layout`.
 DEFAULT_LAYOUT = dict(horizon=(0.38, 0.5), trees=(1, 4), fence=0.7, poles=(1, 4), cars=(1, 4), car_scale=1.0,
@@ -92,6 +106,11 @@ SHIFTS = {
     'layout': dict(palette='source', shading='vertical', noise=3.0,
                    layout=dict(horizon=(0.55, 0.65), cars=(3, 6), car_scale=1.5, people=(0, 2), poles=(0, 2))),
 }
+SHIFTS['colour_sensor'] = dict(SHIFTS['colour'], noise=18.0, blur=1.2, vignette=0.6, gamma=0.6)
+SHIFTS['texture_layout'] = dict(SHIFTS['texture'], layout=SHIFTS['layout']['layout'])
+SHIFTS['swap'] = dict(palette='swap', shading='vertical', noise=3.0)
+SHIFTS['fog'] = dict(palette='source', shading='vertical', noise=3.0, haze=0.85, contrast=0.7)
+FOG_COLOUR = (205, 205, 200)  # BGR
 
 
 def draw_layout(rng, h, w, layout=None):
@@ -193,6 +212,11 @@ def render(lab, domain, rng, shift='toy'):
     if look.get('vignette'):
         r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
         img *= (1 - look['vignette'] * r2 / 2)[..., None]
+    if look.get('contrast'):  # less contrast around the image's mean
+        img = img.mean() + look['contrast'] * (img - img.mean())
+    if look.get('haze'):  # a veil that thickens from the bottom (near) to the top (far) of the image
+        veil = look['haze'] * np.clip(1.15 - yy / h, 0, 1) ** 1.5
+        img = img * (1 - veil[..., None]) + veil[..., None] * np.asarray(FOG_COLOUR, np.float32)
     img += rng.normal(0, look['noise'], img.shape)
     if look.get('gamma'):
         img = 255 * (np.clip(img, 0, 255) / 255) ** look['gamma']

@@ -8,7 +8,8 @@ texture or layout, or today's ``toy`` shift) the study writes the data once (the
 F's place (colour transfer, FDA) through the same plan, BDL's final model (the last stage of its plan) and, for
 information, its best stage, and the target-supervised oracle. Nothing is tuned per family::
 
-    python tools/shift_study.py [--config configs/bdl_toy.py] [--families toy colour sensor texture layout]
+    python tools/shift_study.py [--config configs/bdl_toy.py] [--families toy colour sensor texture layout
+        colour_sensor texture_layout swap fog]
         [--seeds 0 1 2] [--work-dir work_dirs/shift_study] [--jobs 2 [--threads 1]]
 
 It is resumable: a finished run is read, not rerun, and an interrupted one continues (``tools/train.py --resume``).
@@ -37,7 +38,7 @@ import time
 TOOLS = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(TOOLS)
 sys.path.insert(0, ROOT)
-FAMILIES = ('toy', 'colour', 'sensor', 'texture', 'layout')
+FAMILIES = ('toy', 'colour', 'sensor', 'texture', 'layout', 'colour_sensor', 'texture_layout', 'swap', 'fog')
 # study columns: the reference rows of a run's results.json (bdl_mm.evaluation.results_table.reference_rows), by name
 COLUMNS = (('source-only', 'source-only'), ('reinhard', 'colour transfer'), ('fda', 'FDA'), ('BDL', 'BDL final'),
            ('BDL:best', 'BDL best (val)'), ('oracle', 'oracle'))

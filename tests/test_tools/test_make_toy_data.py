@@ -132,12 +132,27 @@ def test_shift_families(tmp_path):
     assert class_std(imgs['texture'], toy.BUILDING) > 1.5 * class_std(imgs['colour'], toy.BUILDING)
     mean_colour = {s: imgs[s][lab == toy.ROAD].mean(axis=0) for s in ('colour', 'texture')}
     assert np.abs(mean_colour['colour'] - mean_colour['texture']).max() > 20  # the road is another colour
+    # the harder families: the combinations carry both parts; swap trades two pairs of colours; fog veils the far
+    assert high_freq(imgs['colour_sensor']) > 2 * high_freq(imgs['colour'])
+    assert np.abs(imgs['colour_sensor'][lab == toy.ROAD].mean(axis=0) - mean_colour['texture']).max() > 20
+    labels['texture_layout'] = np.stack(target('texture_layout', 'gtFine'))
+    np.testing.assert_array_equal(labels['texture_layout'], labels['layout'])
+    src = {c: np.asarray(toy.SOURCE_COLOURS[c], np.float32) for c in (toy.SIDEWALK, toy.TERRAIN, toy.ROAD)}
+    swap = {c: imgs['swap'][lab == c].mean(axis=0) for c in src}
+    texture = {c: imgs['texture'][lab == c].mean(axis=0) for c in src}  # the source's palette, same shading
+    for c, other in ((toy.SIDEWALK, toy.TERRAIN), (toy.TERRAIN, toy.SIDEWALK)):
+        assert np.abs(swap[c] - texture[other]).max() < np.abs(swap[c] - texture[c]).max()
+    assert np.abs(swap[toy.ROAD] - texture[toy.ROAD]).max() < 10  # the other classes keep their colour
+    h = lab.shape[1]
+    near, far = slice(int(0.8 * h), None), slice(None, int(0.3 * h))
+    veil = np.abs(imgs['fog'] - np.asarray(toy.FOG_COLOUR, np.float32)).mean(axis=-1)
+    assert veil[:, far].mean() < 0.5 * veil[:, near].mean()  # far pixels are close to the fog's colour
 
 
 def test_unknown_shift_fails_in_one_line(tmp_path):
     import pytest
-    with pytest.raises(ValueError, match=r"^--shift: unknown shift family 'fog'; known: toy, colour, sensor"):
-        toy.make_toy_data(str(tmp_path), shift='fog', num_source=1, num_target_train=1, num_target_val=1)
+    with pytest.raises(ValueError, match=r"^--shift: unknown shift family 'rain'; known: toy, colour, sensor"):
+        toy.make_toy_data(str(tmp_path), shift='rain', num_source=1, num_target_train=1, num_target_val=1)
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_data.py'), str(tmp_path), '--shift',
-                           'fog'], capture_output=True, text=True)
-    assert proc.returncode == 2 and "invalid choice: 'fog'" in proc.stderr
+                           'rain'], capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice: 'rain'" in proc.stderr

@@ -85,8 +85,8 @@ def test_each_run_reads_its_family_data_and_seed(tmp_path, capsys):
 
 def test_unknown_family_is_refused(capsys):
     with pytest.raises(SystemExit):
-        study.parse_args(['--families', 'fog'])
-    assert "unknown family 'fog'" in capsys.readouterr().err
+        study.parse_args(['--families', 'rain'])
+    assert "unknown family 'rain'" in capsys.readouterr().err
 
 
 FAKE_RUN = r'''
