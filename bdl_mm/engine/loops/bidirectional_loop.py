@@ -20,6 +20,7 @@ checkpoint. Before the first stage the run refuses a config changed since it sta
 ``force_resume`` overrides) and scans every data set it will read (``check_data``); every training stage stops at
 a non-finite loss (``non_finite_loss``) and names a file that fails to load (docs/reliability.md).
 """
+import gc
 import os.path as osp
 import time
 from typing import Dict, Optional
@@ -262,6 +263,7 @@ class BidirectionalLoop(BaseLoop):
             if is_main_process():  # live results: the table so far, after every stage
                 format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir, self.plan.run_name)
             logger.info(end_line(idx, self.plan, stage, obj[0]), extra=CONSOLE)
+            gc.collect()  # the stage's runner, model and optimiser (runner and loops hold each other)
         self._iter = len(self.plan)
         final = self.state[self.plan.final]
         load_checkpoint(self.runner.model.module if hasattr(self.runner.model, 'module') else self.runner.model,

@@ -1,6 +1,6 @@
 """The M stages: M(0) (trained on S, or imported), the adaptation runs M_0(k) and M_i(k), and the oracle."""
 from ...structures.plan import Stage
-from .common import build_child, finish_m, train_m
+from .common import build_child, finish_m, release_workers, train_m
 from .context import StageContext
 
 
@@ -21,6 +21,7 @@ def import_source_only(ctx: StageContext, stage: Stage) -> dict:
     child.load_checkpoint(checkpoint,
                           revise_keys=[(r'^module\.', ''), (r'^(?!segmentor\.|discriminator\.)', 'segmentor.')])
     metrics = child.val()
+    release_workers(child)
     return finish_m(ctx, child, cfg, metrics, imported=checkpoint)
 
 

@@ -11,7 +11,7 @@ from ...structures.plan import TRANSLATE, Stage
 from ...utils.atomic_io import atomic_write_json
 from ..checkpoint import save_model_checkpoint
 from ..stage_configs import image_folder
-from .common import run_child
+from .common import release_workers, run_child
 from .context import StageContext
 from .diagnostics import translation_diagnostics
 
@@ -30,6 +30,7 @@ def run_translation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     # F's image pools go into its checkpoints and come back on resume (not in the state dict)
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='ImagePoolCheckpointHook')]
     child = run_child(ctx, cfg)
+    release_workers(child)
     ckpt = osp.join(cfg.work_dir, 'final_model.pth')
     if is_main_process():
         save_model_checkpoint(child.model, ckpt)
