@@ -375,8 +375,11 @@ def main(argv=None):
 
 def print_estimate(records, throughput):
     for config, e in estimate(records, throughput).items():
-        missing = f' (not measured: {", ".join(e["missing"])})' if e['missing'] else ''
-        print(f'{config}: {e["pflop"]} PFLOP for the whole plan{missing}; at {throughput} TFLOP/s per GPU: '
+        if e['missing']:  # a part of the plan would count as free: no hours rather than too few
+            print(f'{config}: no estimate, stage kinds not measured: {", ".join(e["missing"])} '
+                  f'(--kinds {",".join(e["missing"])})')
+            continue
+        print(f'{config}: {e["pflop"]} PFLOP for the whole plan; at {throughput} TFLOP/s per GPU: '
               + ', '.join(f'{h} h on {g} GPU{"s" if g > 1 else ""}' for g, h in e['gpu_hours'].items()))
 
 

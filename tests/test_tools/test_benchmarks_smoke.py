@@ -128,3 +128,22 @@ def test_hardware_table_probe():
     computed = checkpoint_bytes(MODELS.build(cfg.model), cfg.optim_wrapper) / 2**20
     assert abs(ssl['checkpoint_mib'] - computed) < 0.02 * computed  # torch.save adds key names and pickling
     assert hw.probe(TOY.replace('bdl_toy', 'bdl_toy_fda'), 'translation', 'cpu')['skipped']
+
+
+def test_hardware_estimate_by_hand(capsys):
+    """--estimate: FLOPs per unit x the plan's units at the release's schedule, over the throughput; a config with a
+    stage kind not measured gets no hours (it would count as free)."""
+    hw = load_tool('benchmark_hardware.py')
+    units = hw.schedule(TOY)
+    # the toy plan at the released data sets' sizes: F's epochs x max(#source, #target) images, S' per GTA5 image
+    assert units['translate'] == hw.DATASET_IMAGES['GTA5Dataset'] * sum(
+        s.kind == 'translate' for s in hw.stage_configs(TOY)[1])
+    records = [dict(config=TOY, kind=k, flops=1e12 * (i + 1)) for i, k in enumerate(units)]
+    records[0]['batch'] = 2  # per unit: FLOPs of a step / its batch
+    est = hw.estimate(records, 10.0)[TOY]
+    total = sum(1e12 * (i + 1) / (2 if i == 0 else 1) * n for i, n in enumerate(units.values()))
+    assert est['pflop'] == round(total / 1e15, 1) and est['missing'] == []
+    assert est['gpu_hours'] == {g: round(total / 10e12 / 3600 / g, 1) for g in (1, 4, 8)}
+    hw.print_estimate(records[1:], 10.0)
+    out = capsys.readouterr().out
+    assert out.startswith(f'{TOY}: no estimate, stage kinds not measured: {list(units)[0]}') and ' h on ' not in out
