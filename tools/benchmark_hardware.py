@@ -281,7 +281,9 @@ def measure(fn, device, model=None, optims=()):
 
 
 def probe(config, kind, device, f_batch=1):
-    with tempfile.TemporaryDirectory(prefix='bdl_hw_') as work_dir:
+    from mmengine.registry import DefaultScope
+    # the probe sets mmseg's and mmagic's default scopes; the caller's comes back after it
+    with tempfile.TemporaryDirectory(prefix='bdl_hw_') as work_dir, DefaultScope.overwrite_default_scope('mmseg'):
         return _probe(config, kind, device, f_batch, work_dir)
 
 

@@ -73,12 +73,12 @@ def image_size(folder: str, suffix: str):
 def f_bytes(configs, stage) -> Optional[dict]:
     """F's weights and image pools, from its config (M, used by the perceptual loss only, is not saved with F)."""
     from mmagic.registry import MODELS
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     cfg = configs.translation_cfg(stage, None)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.update(segmentor=None, perceptual_loss=None)
-    init_default_scope('mmagic')
-    model = MODELS.build(model_cfg)
+    with DefaultScope.overwrite_default_scope('mmagic'):  # and back: the run's next stage builds in its own scope
+        model = MODELS.build(model_cfg)
     crop = next((t['crop_size'] for t in cfg.train_dataloader.dataset.pipeline if t['type'].endswith('Crop')), None)
     width = next((t['width'] for t in cfg.train_dataloader.dataset.pipeline if t['type'].endswith('ScaleWidth')),
                  None)

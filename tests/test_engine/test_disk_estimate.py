@@ -58,7 +58,12 @@ def test_plan_estimate_by_hand(toy):
     configs, model = toy
     plan = configs.plan
     units = {'k1/translate': 10, 'k2/translate': 10, 'k1/ssl1': 6, 'k1/ssl2': 6, 'k2/ssl1': 6, 'k2/ssl2': 6}
+    from mmengine.registry import DefaultScope, init_default_scope
+    init_default_scope('mmseg')
     est = estimate_plan_bytes(plan, configs, model, units)
+    # building F (mmagic) leaves the run's scope as it was: a resumed run whose next stage is translate builds M in
+    # it (found by tests/test_engine/test_kill_resume.py: 'BDLEncoderDecoder is not in the mmagic::model registry')
+    assert DefaultScope.get_current_instance().scope_name == 'mmseg'
     m_stages = [s for s in plan if s.kind in M_KINDS]
     assert len(m_stages) == 7
     ckpt = checkpoint_bytes(model, configs.m_stage_cfg(m_stages[1]).optim_wrapper)
