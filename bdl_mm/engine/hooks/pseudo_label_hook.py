@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmseg.registry import HOOKS
 
 from bdl_mm.apis.pseudo_label import generate_pseudo_labels, target_dataset_cfg, unwrap_segmentor
+from bdl_mm.utils.data_workers import stop_workers
 
 
 @HOOKS.register_module()
@@ -133,12 +134,7 @@ class PseudoLabelHook(Hook):
         else:
             raise AttributeError(f'PseudoLabelHook: the train set {type(dataset).__name__} has no pseudo_label_dir; '
                                  'use a UDADataset or update_train_dataset=False')
-        # workers hold a copy of the dataset: shut them down so that the next iterator forks fresh ones
-        iterator = getattr(dataloader, '_iterator', None)
-        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
-            iterator._shutdown_workers()
-        if hasattr(dataloader, '_iterator'):
-            dataloader._iterator = None
+        stop_workers(dataloader)  # workers hold a copy of the dataset: the next iterator forks fresh ones
         if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop holds a live iterator
             epoch = getattr(loop.dataloader_iterator, '_epoch', 0)
             loop.dataloader_iterator = type(loop.dataloader_iterator)(dataloader)

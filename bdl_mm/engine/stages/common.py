@@ -9,6 +9,7 @@ from mmengine.config import Config
 from mmengine.dist import barrier, is_main_process
 from mmengine.runner import Runner
 
+from ...utils.data_workers import stop_workers
 from ...visualization import stage_vis_backends
 from ...visualization.sample_sheet import save_sample_sheet
 from ..checkpoint import checkpoint_to_resume, export_segmentor_checkpoint, save_model_checkpoint
@@ -66,17 +67,11 @@ def release_workers(child: Runner) -> int:
     mmengine's loops and their runner hold each other: the stage's runner is freed only by the garbage collector's
     next full pass, which may come stages later. Each worker is a fork of the training process and holds, copy on
     write, the memory the process had when it forked, even after the process frees it. Found by the dress
-    rehearsal of ``configs/bdl_gta5_vgg16.py``: three stages' workers (12) were alive in stage 9, F(2), and the
-    run was killed for memory at 1024x512 / 452x452 on a 24 GiB machine. (mmengine has no call for this.)"""
-    stopped = 0
-    for name in ('_train_loop', '_val_loop', '_test_loop'):
-        loader = getattr(getattr(child, name, None), 'dataloader', None)
-        iterator = getattr(loader, '_iterator', None)
-        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
-            stopped += len(getattr(iterator, '_workers', ()))
-            iterator._shutdown_workers()
-            loader._iterator = None
-    return stopped
+    rehearsal of ``configs/bdl_gta5_vgg16.py``: 12 workers were alive in stage 9, F(2), and the run was killed
+    for memory on a 24 GiB machine. (mmengine has no call for this.)"""
+    loaders = (getattr(getattr(child, name, None), 'dataloader', None) for name in ('_train_loop', '_val_loop',
+                                                                                    '_test_loop'))
+    return sum(stop_workers(loader) for loader in loaders if loader is not None)
 
 
 def train_m(ctx: StageContext, stage, translated_dir, pseudo_label_dir, load_from) -> dict:
