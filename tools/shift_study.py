@@ -30,6 +30,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -164,7 +165,25 @@ def run_values(run_dir: str) -> dict:
             values[row['name']] = row['mIoU']
         if row.get('best_mIoU') is not None and row['name'] not in ('source-only', 'oracle'):
             values[row['name'] + ':best'] = row['best_mIoU']
-    return dict(values=values, diagnostics=results.get('diagnostics') or [])
+    # the run's own M stages in plan order (M(0), M_0(1), M_1(1), ...): the stage table and the SSL rounds' changes
+    stages = {row['model']: row['metrics'].get('mIoU') for row in results.get('rows') or []
+              if not row.get('track') and (row.get('metrics') or {}).get('mIoU') is not None}
+    return dict(values=values, stages=stages, diagnostics=results.get('diagnostics') or [])
+
+
+STAGE = re.compile(r'^M_(\d+)\((\d+)\)$')  # M_i(k): i = 0 trains without pseudo labels, i >= 1 is an SSL round
+SSL_DROP_LIMIT = 0.5  # issue 23: no SSL round may lower the family's mean mIoU by more than this
+
+
+def stage_changes(labels) -> dict:
+    """Each M stage after M(0) -> (the stage before it in the plan, 'ssl' for an SSL round M_i(k) with i >= 1 or
+    'round' for M_0(k), which starts a round on a new S')."""
+    changes = {}
+    for before, label in zip(labels, labels[1:]):
+        match = STAGE.match(label)
+        if match:
+            changes[label] = (before, 'ssl' if int(match.group(1)) >= 1 else 'round')
+    return changes
 
 
 def mean_sd(xs):
@@ -193,6 +212,19 @@ def summarise(runs: dict, families, seeds) -> dict:
             per_seed = {s: x - y for s, (x, y) in pairs.items() if x is not None and y is not None}
             mean, sd, n = mean_sd(per_seed.values())
             row.setdefault('paired', {})[name] = dict(mean=mean, sd=sd, n=n, per_seed=per_seed)
+        # the run's own stages (plan order of the first run read) and each stage's change from the one before it,
+        # paired seed by seed: an SSL round that loses shows here, whatever the final model does
+        labels = list(dict.fromkeys(label for s in done for label in done[s].get('stages') or {}))
+        row['stages'] = {}
+        for label in labels:
+            mean, sd, n = mean_sd(done[s]['stages'].get(label) for s in done)
+            row['stages'][label] = dict(mean=mean, sd=sd, n=n)
+        row['changes'] = {}
+        for label, (before, kind) in stage_changes(labels).items():
+            per_seed = {s: done[s]['stages'][label] - done[s]['stages'][before] for s in done
+                        if done[s]['stages'].get(label) is not None and done[s]['stages'].get(before) is not None}
+            mean, sd, n = mean_sd(per_seed.values())
+            row['changes'][label] = dict(before=before, kind=kind, mean=mean, sd=sd, n=n, per_seed=per_seed)
         col = {k: v['mean'] for k, v in row['columns'].items()}
         if col.get('oracle') is not None and col.get('source-only') is not None:
             row['gap'] = col['oracle'] - col['source-only']
@@ -201,8 +233,45 @@ def summarise(runs: dict, families, seeds) -> dict:
                 beats_source_only=None if col.get('source-only') is None else col['BDL'] > col['source-only'],
                 matches_colour_transfer=None if col.get('reinhard') is None else col['BDL'] >= col['reinhard'],
                 final_within_1_of_best=None if col.get('BDL:best') is None else col['BDL:best'] - col['BDL'] <= 1.0)
+        ssl = [c['mean'] for c in row['changes'].values() if c['kind'] == 'ssl' and c['mean'] is not None]
+        if ssl:
+            row.setdefault('checks', {})['ssl_rounds_hold'] = min(ssl) >= -SSL_DROP_LIMIT
         table[family] = row
     return table
+
+
+def overall(table: dict) -> dict:
+    """Over the families (the mean of the family means), where both are measured: BDL's final model and the FDA
+    track's final model."""
+    pairs = [(row['columns']['BDL']['mean'], row['columns']['fda']['mean']) for row in table.values()
+             if row['columns']['BDL']['mean'] is not None and row['columns']['fda']['mean'] is not None]
+    if not pairs:
+        return {}
+    bdl, fda = (sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
+    return dict(families=len(pairs), bdl_final=bdl, fda_final=fda, above_fda=bdl > fda)
+
+
+def format_stages(table: dict) -> str:
+    """BDL's stages per family (mean ± sd) and, per stage, its paired change from the stage before it."""
+    labels = list(dict.fromkeys(label for row in table.values() for label in row.get('stages') or {}))
+    if not labels:
+        return ''
+    header = ['shift'] + labels + ['worst SSL round (paired)', f'SSL rounds >= -{SSL_DROP_LIMIT}']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for family, row in table.items():
+        cells = [family]
+        for label in labels:
+            stage, change = (row.get('stages') or {}).get(label), (row.get('changes') or {}).get(label)
+            cell = '-' if not stage or stage['mean'] is None else f'{stage["mean"]:.1f} ± {stage["sd"]:.1f}'
+            if change and change['mean'] is not None:
+                cell += f' ({change["mean"]:+.1f})'
+            cells.append(cell)
+        ssl = [(c['mean'], label) for label, c in (row.get('changes') or {}).items()
+               if c['kind'] == 'ssl' and c['mean'] is not None]
+        cells.append(f'{min(ssl)[0]:+.1f} ({min(ssl)[1]})' if ssl else '-')
+        cells.append({True: 'yes', False: 'NO', None: '-'}[(row.get('checks') or {}).get('ssl_rounds_hold')])
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def format_table(table: dict, seeds) -> str:
@@ -238,7 +307,20 @@ def plot(table: dict, out_path: str):
     families = list(table)
     keys = [k for k, _ in COLUMNS if k != 'BDL:best']
     titles = dict(COLUMNS)
-    fig, ax = plt.subplots(figsize=(1.6 * len(families) + 3, 3.8))
+    labels = list(dict.fromkeys(label for row in table.values() for label in row.get('stages') or {}))
+    fig, axes = plt.subplots(1, 2 if labels else 1, figsize=(1.6 * len(families) + 3 + (5 if labels else 0), 3.8),
+                             gridspec_kw=dict(width_ratios=[1.6 * len(families) + 3, 5]) if labels else None)
+    ax = axes[0] if labels else axes
+    if labels:  # right: each family's BDL stages (mean over the seeds), the later stages' gains or losses at a glance
+        for family in families:
+            stages = table[family].get('stages') or {}
+            ys = [(stages.get(label) or {}).get('mean') for label in labels]
+            axes[1].plot(range(len(labels)), [y if y is not None else float('nan') for y in ys], 'o-', ms=3,
+                         label=family)
+        axes[1].set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+        axes[1].set_title("BDL's stages (mean over seeds)", fontsize=9)
+        axes[1].grid(alpha=0.3)
+        axes[1].legend(fontsize=6, ncol=2)
     width = 0.8 / len(keys)
     for j, key in enumerate(keys):
         means = [table[f]['columns'][key]['mean'] for f in families]
@@ -265,9 +347,17 @@ def write_results(work_dir: str, runs: dict, families, seeds, config: str, threa
           + '; mean ± sd over the seeds done (target val mIoU, %). BDL final = the last '
           'stage of its plan; BDL best = its best stage on the val labels, for information only.\n\n'
           + format_table(table, seeds))
+    over = overall(table)
+    if over:
+        md += (f'\nOver the {over["families"]} families (mean of the family means): BDL final {over["bdl_final"]:.1f}, '
+               f'FDA track final {over["fda_final"]:.1f}: BDL above FDA: {"yes" if over["above_fda"] else "NO"}.\n')
+    stages = format_stages(table)
+    if stages:
+        md += ("\nBDL's stages, mean ± sd over the seeds; in brackets each stage's change from the stage before it, "
+               'paired seed by seed (an SSL round M_i(k), i >= 1, or the start of a round M_0(k)):\n\n' + stages)
     atomic_write_bytes(osp.join(work_dir, 'results.md'), md.encode())
     atomic_write_json(osp.join(work_dir, 'results.json'), dict(config=config, seeds=list(seeds), threads=threads,
-                                                               families=table, runs=runs))
+                                                               families=table, overall=over, runs=runs))
     plot(table, osp.join(work_dir, 'results.png'))
     return md
 

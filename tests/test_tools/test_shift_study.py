@@ -14,11 +14,14 @@ study = load_tool('shift_study.py')
 TINY = ['--num-source', '2', '--num-target-train', '2', '--num-target-val', '1']
 
 
-def fake_run(run_dir, values, best):
-    """A finished run's outputs: results.json with reference rows, a final model."""
+def fake_run(run_dir, values, best, stages=None):
+    """A finished run's outputs: results.json with reference rows (and the run's own stage rows), a final model."""
     run_dir.mkdir(parents=True)
     refs = [dict(name=name, mIoU=value, best_mIoU=best if name == 'BDL' else None) for name, value in values.items()]
-    (run_dir / 'results.json').write_text(json.dumps(dict(references=refs, stages_done=30, stages_planned=30,
+    rows = [dict(model=label, track='', metrics=dict(mIoU=value)) for label, value in (stages or {}).items()]
+    rows.append(dict(model='M_0(1)', track='fda', metrics=dict(mIoU=1.0)))  # another track: not BDL's stages
+    (run_dir / 'results.json').write_text(json.dumps(dict(references=refs, rows=rows, stages_done=30,
+                                                          stages_planned=30,
                                                           diagnostics=[dict(stage='k1/ssl1', precision=80.0)])))
     (run_dir / 'final_model.pth').write_bytes(b'x')
 
@@ -45,7 +48,11 @@ def test_finished_runs_are_read_and_summarised(tmp_path, capsys):
                                                          final_within_1_of_best=False)
     md = (work / 'results.md').read_text()
     assert '| toy | 31.0 ± 1.4 | 42.0 ± 2.8 | 39.0 ± 1.4 | 43.0 ± 2.8 | 46.5 ± 0.7 | 71.0 ± 1.4 | 40.0 | 0,1 |' in md
-    assert md.splitlines()[-1].endswith('| yes | yes | NO |')
+    assert '| toy | 31.0 ± 1.4 |' in md and md.split('| toy | 31.0 ± 1.4 |')[1].splitlines()[0].endswith(
+        '| yes | yes | NO |')
+    # over the families: BDL (43 + 59) / 2 = 51, FDA (39 + 56) / 2 = 47.5
+    assert saved['overall'] == dict(families=2, bdl_final=51, fda_final=47.5, above_fda=True)
+    assert 'BDL final 51.0, FDA track final 47.5: BDL above FDA: yes' in md
     # paired, seed by seed: toy BDL - colour = 45 - 40, 41 - 44 -> +1 ± sd(5, -3); best - final = 1, 6
     paired = toy['paired']
     assert paired['BDL final - colour transfer']['mean'] == 1 and paired['BDL final - colour transfer']['sd'] == (
@@ -172,3 +179,27 @@ def test_a_finished_run_of_another_config_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r'randomness\.seed \(0 -> 1\)'):  # the same run read as seed 1
         (run_dir.parent / 'seed1').symlink_to(run_dir)
         study.main(['--config', toy_cfg, *report[:3], '1', *report[4:]])
+
+
+def test_stage_table_and_ssl_round_changes_by_hand(tmp_path):
+    """BDL's own stages per family, each stage's paired change from the one before, and the SSL check (no SSL
+    round may lower the family mean by more than 0.5): by hand on two seeds."""
+    work = tmp_path / 'study'
+    refs = {'source-only': 30, 'reinhard': 40, 'fda': 41, 'BDL': 44, 'oracle': 60}
+    labels = ['M(0)', 'M_0(1)', 'M_1(1)', 'M_0(2)', 'M_1(2)']
+    for seed, values in {0: (30, 45, 44, 46, 45.6), 1: (32, 47, 46.8, 46, 45.8)}.items():
+        fake_run(work / 'toy' / f'seed{seed}', refs, 46, dict(zip(labels, values)))
+    study.main(['--config', str(tmp_path / 'missing.py'), '--families', 'toy', '--seeds', '0', '1',
+                '--work-dir', str(work), '--report', '--threads', '1', *TINY])
+    row = json.load(open(work / 'results.json'))['families']['toy']
+    assert list(row['stages']) == labels and row['stages']['M_0(1)']['mean'] == 46
+    changes = row['changes']
+    # M_1(1) - M_0(1): -1 and -0.2 -> -0.6 (an SSL round); M_0(2) - M_1(1): +2, -0.8 -> +0.6 (a new round)
+    assert changes['M_1(1)']['kind'] == 'ssl' and changes['M_1(1)']['mean'] == pytest.approx(-0.6)
+    assert changes['M_0(2)']['kind'] == 'round' and changes['M_0(2)']['mean'] == pytest.approx(0.6)
+    assert changes['M_1(2)']['mean'] == pytest.approx(-0.3) and 'M(0)' not in changes
+    assert row['checks']['ssl_rounds_hold'] is False  # -0.6 < -0.5
+    md = (work / 'results.md').read_text()
+    assert '| toy | 31.0 ± 1.4 | 46.0 ± 1.4 (+15.0) | 45.4 ± 2.0 (-0.6) |' in md
+    assert md.rstrip().endswith('| -0.6 (M_1(1)) | NO |')
+    assert (work / 'results.png').read_bytes()[:4] == b'\x89PNG'
