@@ -251,6 +251,41 @@ def overall(table: dict) -> dict:
     return dict(families=len(pairs), bdl_final=bdl, fda_final=fda, above_fda=bdl > fda)
 
 
+def flag_rows(runs: dict, families) -> dict:
+    """Per family, over its seeds and SSL rounds (every track): do the label-free flags point at the worse pseudo
+    labels? The precision of the flagged classes' kept pixels against the others' (target train labels, which no
+    stage reads), from each run's pseudo-label diagnostics."""
+    out = {}
+    for family in families:
+        rounds = [d for run in (runs.get(family) or {}).values() for d in run.get('diagnostics') or []
+                  if d.get('kind') == 'pseudo_label' and d.get('precision') is not None]
+        flagged = [d for d in rounds if d.get('precision_flagged') is not None
+                   and d.get('precision_unflagged') is not None]
+        if not rounds:
+            continue
+        out[family] = dict(
+            rounds=len(rounds), rounds_with_flags=len(flagged),
+            flagged_below_others=sum(d['precision_flagged'] < d['precision_unflagged'] for d in flagged),
+            precision_flagged=mean_sd(d['precision_flagged'] for d in flagged)[0],
+            precision_unflagged=mean_sd(d['precision_unflagged'] for d in flagged)[0],
+            precision_all=mean_sd(d['precision'] for d in rounds)[0])
+    return out
+
+
+def format_flags(flags: dict) -> str:
+    if not flags:
+        return ''
+    lines = ['| shift | SSL rounds | with flags | flagged less precise | precision: flagged | others | all kept |',
+             '|---|---|---|---|---|---|---|']
+    for family, f in flags.items():
+        def pct(x):
+            return '-' if x is None else f'{x:.1f}%'
+        lines.append(f'| {family} | {f["rounds"]} | {f["rounds_with_flags"]} | {f["flagged_below_others"]} of '
+                     f'{f["rounds_with_flags"]} | {pct(f["precision_flagged"])} | {pct(f["precision_unflagged"])} | '
+                     f'{pct(f["precision_all"])} |')
+    return '\n'.join(lines) + '\n'
+
+
 def format_stages(table: dict) -> str:
     """BDL's stages per family (mean ± sd) and, per stage, its paired change from the stage before it."""
     labels = list(dict.fromkeys(label for row in table.values() for label in row.get('stages') or {}))
@@ -355,9 +390,14 @@ def write_results(work_dir: str, runs: dict, families, seeds, config: str, threa
     if stages:
         md += ("\nBDL's stages, mean ± sd over the seeds; in brackets each stage's change from the stage before it, "
                'paired seed by seed (an SSL round M_i(k), i >= 1, or the start of a round M_0(k)):\n\n' + stages)
+    flags = flag_rows(runs, families)
+    if flags:
+        md += ('\nThe label-free flags (`unsure`, `rare`) of every SSL round, every track and seed: the precision of '
+               "the flagged classes' pseudo labels against the others' (mean over the rounds with flags; target "
+               'train labels, which no stage reads):\n\n' + format_flags(flags))
     atomic_write_bytes(osp.join(work_dir, 'results.md'), md.encode())
     atomic_write_json(osp.join(work_dir, 'results.json'), dict(config=config, seeds=list(seeds), threads=threads,
-                                                               families=table, overall=over, runs=runs))
+                                                               families=table, overall=over, flags=flags, runs=runs))
     plot(table, osp.join(work_dir, 'results.png'))
     return md
 

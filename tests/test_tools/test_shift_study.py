@@ -14,7 +14,7 @@ study = load_tool('shift_study.py')
 TINY = ['--num-source', '2', '--num-target-train', '2', '--num-target-val', '1']
 
 
-def fake_run(run_dir, values, best, stages=None):
+def fake_run(run_dir, values, best, stages=None, diagnostics=None):
     """A finished run's outputs: results.json with reference rows (and the run's own stage rows), a final model."""
     run_dir.mkdir(parents=True)
     refs = [dict(name=name, mIoU=value, best_mIoU=best if name == 'BDL' else None) for name, value in values.items()]
@@ -22,7 +22,8 @@ def fake_run(run_dir, values, best, stages=None):
     rows.append(dict(model='M_0(1)', track='fda', metrics=dict(mIoU=1.0)))  # another track: not BDL's stages
     (run_dir / 'results.json').write_text(json.dumps(dict(references=refs, rows=rows, stages_done=30,
                                                           stages_planned=30,
-                                                          diagnostics=[dict(stage='k1/ssl1', precision=80.0)])))
+                                                          diagnostics=diagnostics or [
+                                                              dict(stage='k1/ssl1', precision=80.0)])))
     (run_dir / 'final_model.pth').write_bytes(b'x')
 
 
@@ -203,3 +204,22 @@ def test_stage_table_and_ssl_round_changes_by_hand(tmp_path):
     assert '| toy | 31.0 ± 1.4 | 46.0 ± 1.4 (+15.0) | 45.4 ± 2.0 (-0.6) |' in md
     assert md.rstrip().endswith('| -0.6 (M_1(1)) | NO |')
     assert (work / 'results.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_flag_table_pools_rounds_by_hand(tmp_path):
+    """The flags' precision against the others', over every seed and SSL round of a family: means by hand."""
+    work = tmp_path / 'study'
+    refs = {'source-only': 30, 'BDL': 44, 'oracle': 60}
+    ssl = dict(kind='pseudo_label', precision=90.0)
+    fake_run(work / 'toy' / 'seed0', refs, 44, diagnostics=[
+        dict(ssl, stage='k1/ssl1', precision_flagged=20.0, precision_unflagged=95.0),
+        dict(ssl, stage='k1/ssl2', precision=94.0, precision_flagged=None, precision_unflagged=94.0),  # no flags
+        dict(stage='k1/translate', kind='translate')])
+    fake_run(work / 'toy' / 'seed1', refs, 44, diagnostics=[
+        dict(ssl, stage='k1/ssl1', precision=92.0, precision_flagged=97.0, precision_unflagged=91.0)])
+    study.main(['--config', str(tmp_path / 'missing.py'), '--families', 'toy', '--seeds', '0', '1',
+                '--work-dir', str(work), '--report', '--threads', '1', *TINY])
+    flags = json.load(open(work / 'results.json'))['flags']['toy']
+    assert flags == dict(rounds=3, rounds_with_flags=2, flagged_below_others=1, precision_flagged=58.5,
+                         precision_unflagged=93.0, precision_all=pytest.approx(92.0))
+    assert '| toy | 3 | 2 | 1 of 2 | 58.5% | 93.0% | 92.0% |' in (work / 'results.md').read_text()
