@@ -93,8 +93,8 @@ def _format_diagnostics(rows: List[dict]) -> str:
                 for r in translate]
     ssl = [r for r in rows if r['kind'] == 'pseudo_label']
     if ssl:
-        out += ['' if out else None, '| SSL round | kept | flagged classes (label-free: unsure, rare) | precision of '
-                'the kept pixels (target train labels) | of the flagged classes | of the others |',
+        out += ['' if out else None, '| SSL round | kept | flagged classes (label-free: unsure, rare, growing) | '
+                'precision of the kept pixels (target train labels) | of the flagged classes | of the others |',
                 '|---|---|---|---|---|---|']
         out += [f'| {r["stage"]} | {_percent(r.get("kept_ratio"), 100)} | {_flags(r.get("flagged"))} | '
                 f'{_percent(r.get("precision"))} | {_percent(r.get("precision_flagged"))} | '

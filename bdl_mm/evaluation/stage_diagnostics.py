@@ -169,15 +169,30 @@ def _dataset_len(dataset_cfg) -> int:
 # class-median rule keeps half of them however unsure M is)
 UNSURE_MEDIAN = 0.5
 RARE_SHARE = 1e-3
+# a later SSL round: a class M now predicts on more than 1.5 times the share of the target it took in the round's
+# previous pseudo labels, on which M was trained (fixed before any precision was looked at). After training on its
+# own labels M is surer of them, right or wrong, so confidence no longer tells a self-taught class (the 'unsure'
+# flag misses it); a class that spreads over pixels its teacher gave to other classes is the suspect.
+GROWTH = 1.5
 
 
-def label_free_flags(summary: dict, classes: Sequence[str]) -> Dict[str, List[str]]:
+def _shares(summary: dict) -> List[float]:
+    predicted = summary.get('predicted_pixels_per_class') or []
+    total = summary.get('total_pixels') or sum(p or 0 for p in predicted)
+    return [(p or 0) / total if total else 0.0 for p in predicted]
+
+
+def label_free_flags(summary: dict, classes: Sequence[str], previous: Optional[dict] = None) -> Dict[str, List[str]]:
     """Classes whose pseudo labels are likely wrong, from the pseudo-label stage's ``summary.json`` alone (no
     target labels): ``unsure`` (median confidence below :data:`UNSURE_MEDIAN`), ``rare`` (predicted on less than
-    :data:`RARE_SHARE` of the pixels). Classes M never predicts are not listed."""
+    :data:`RARE_SHARE` of the pixels) and, given the ``summary.json`` of the pseudo labels the labelling M was
+    trained on (``previous``), ``growing`` (its share of the predicted pixels more than :data:`GROWTH` times the
+    share it had there). Classes M never predicts are not listed."""
     medians = summary.get('class_medians') or []
     predicted = summary.get('predicted_pixels_per_class') or []
     total = summary.get('total_pixels') or sum(p or 0 for p in predicted)
+    before = _shares(previous) if previous else None
+    now = _shares(summary)
     flags = {}
     for j, name in enumerate(classes):
         n = predicted[j] if j < len(predicted) else None
@@ -189,21 +204,24 @@ def label_free_flags(summary: dict, classes: Sequence[str]) -> Dict[str, List[st
             reasons.append('unsure')
         if total and n / total < RARE_SHARE:
             reasons.append('rare')
+        if before is not None and now[j] > GROWTH * (before[j] if j < len(before) else 0.0):
+            reasons.append('growing')
         if reasons:
             flags[name] = reasons
     return flags
 
 
 def pseudo_label_diagnostics(pseudo_label_dir: str, summary: dict, classes: Sequence[str],
-                             labelled_target_cfg=None) -> dict:
-    """The kept ratio per class of an SSL round (``summary.json`` of the pseudo-label stage) and, with
+                             labelled_target_cfg=None, previous_summary: Optional[dict] = None) -> dict:
+    """The kept ratio per class of an SSL round (``summary.json`` of the pseudo-label stage), its label-free flags
+    (``previous_summary``: that of the pseudo labels the labelling M trained on, if any) and, with
     ``labelled_target_cfg`` (the target train split with its labels), the precision of the kept pixels: the share
     of kept pixels whose pseudo label equals the true label, overall and per (pseudo-label) class. Labels are
     compared at the pseudo label's size (true labels resized with nearest neighbours)."""
     out = dict(kept_ratio=summary.get('kept_ratio'),
                kept_ratio_per_class={c: r for c, r in zip(classes, summary.get('kept_ratio_per_class') or [])
                                      if r is not None},
-               flagged=label_free_flags(summary, classes))
+               flagged=label_free_flags(summary, classes, previous_summary))
     if labelled_target_cfg is None:
         return out
     from mmseg.registry import DATASETS

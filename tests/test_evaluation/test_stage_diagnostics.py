@@ -174,3 +174,34 @@ def test_label_free_flags_by_hand():
     assert label_free_flags(summary, classes) == {'pole': ['unsure'], 'light': ['unsure', 'rare']}
     # a summary of an older run (no per-class pixel counts, no medians) flags nothing rather than failing
     assert label_free_flags(dict(kept_ratio=0.5), classes) == {}
+    # a later round, against the pseudo labels its M trained on (shares of 1,000 pixels there): pole 981 / 10,000
+    # = 9.8% now against 6.5% (x1.51 > 1.5): growing; road 90% against 60.1% (x1.498): not; light was never
+    # predicted there (0 -> 0.09%): growing; sky 0.1% against 0.1%: not
+    previous = dict(class_medians=[0.9] * 5, predicted_pixels_per_class=[601, 65, 0, 1, 333], total_pixels=1000)
+    assert label_free_flags(summary, classes, previous) == {'pole': ['unsure', 'growing'],
+                                                            'light': ['unsure', 'rare', 'growing']}
+
+
+def test_a_later_ssl_round_is_flagged_against_the_labels_its_m_trained_on(tmp_path):
+    """The pseudo-label stage finds the summary of the pseudo labels its labelling M trained on: none for the
+    first SSL round of a round (M_0(k) trained on none), the round's previous SSL stage for the next one, in
+    every track."""
+    import json
+    from types import SimpleNamespace
+
+    from bdl_mm.engine.stages.diagnostics import previous_summary
+    from bdl_mm.structures.plan import build_plan
+    m = dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=2))
+    plan = build_plan(dict(stages=dict(source_only=m, adaptation=m, ssl_adaptation=m, translation=dict(config='x.py'),
+                                       pseudo_label=dict(mode='class_median')),
+                           K=2, N=2, references=dict(fda=dict(translation=dict(type='FDA', beta=0.01)))))
+    state = {}
+    for name in ('k1/ssl1', 'k2/ssl1', 'ref/fda/k1/ssl1'):
+        path = tmp_path / name.replace('/', '_')
+        path.write_text(json.dumps(dict(stage=name)))
+        state[name] = dict(summary=str(path))
+    ctx = SimpleNamespace(plan=plan, state=state)
+    ssl = [s for s in plan if s.kind == 'pseudo_label']
+    found = {s.name: (previous_summary(ctx, s) or {}).get('stage') for s in ssl}
+    assert found == {'k1/ssl1': None, 'k1/ssl2': 'k1/ssl1', 'k2/ssl1': None, 'k2/ssl2': 'k2/ssl1',
+                     'ref/fda/k1/ssl1': None, 'ref/fda/k1/ssl2': 'ref/fda/k1/ssl1'}

@@ -64,10 +64,24 @@ def pseudo_label_diagnostics(ctx: StageContext, stage: Stage, result: dict) -> O
         with open(result['summary']) as f:
             summary = json.load(f)
         classes = summary.get('classes') or []
-        out = diagnostics(result['pseudo_label_dir'], summary, classes, labelled_target_dataset(ctx))
+        out = diagnostics(result['pseudo_label_dir'], summary, classes, labelled_target_dataset(ctx),
+                          previous_summary(ctx, stage))
         atomic_write_json(osp.join(ctx.stage_dir(stage), 'diagnostics.json'), out)
     barrier()
     return out
+
+
+def previous_summary(ctx: StageContext, stage: Stage) -> Optional[dict]:
+    """The ``summary.json`` of the pseudo labels the labelling M_(i-1)(k) trained on (None for the first SSL round
+    of a round: M_0(k) trained on none)."""
+    teacher = ctx.plan.get(stage.label_with) if stage.label_with else None
+    if teacher is None or not teacher.pseudo_labels:
+        return None
+    path = (ctx.state.get(teacher.pseudo_labels) or {}).get('summary')
+    if not path or not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def labelled_target_dataset(ctx: StageContext) -> Optional[ConfigDict]:
