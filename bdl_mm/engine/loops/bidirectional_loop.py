@@ -20,7 +20,6 @@ checkpoint. Before the first stage the run refuses a config changed since it sta
 ``force_resume`` overrides) and scans every data set it will read (``check_data``); every training stage stops at
 a non-finite loss (``non_finite_loss``) and names a file that fails to load (docs/reliability.md).
 """
-import gc
 import os.path as osp
 import time
 from typing import Dict, Optional
@@ -33,6 +32,7 @@ from mmseg.registry import LOOPS
 from ...evaluation.results_table import format_results_table
 from ...models.decode_heads.deeplabv2_head import check_classifier_checkpoint
 from ...structures.plan import INITIAL, M_KINDS, build_plan
+from ...utils.data_workers import release_memory
 from ..checkpoint import save_model_checkpoint
 from ..disk_estimate import check_plan_disk
 from ..hooks.non_finite_loss_hook import ACTIONS
@@ -263,7 +263,7 @@ class BidirectionalLoop(BaseLoop):
             if is_main_process():  # live results: the table so far, after every stage
                 format_results_table(self.plan, self.state, self.outer_cfg, self.work_dir, self.plan.run_name)
             logger.info(end_line(idx, self.plan, stage, obj[0]), extra=CONSOLE)
-            gc.collect()  # the stage's runner, model and optimiser (runner and loops hold each other)
+            release_memory()  # the stage's runner, model and optimiser (runner and loops hold each other)
         self._iter = len(self.plan)
         final = self.state[self.plan.final]
         load_checkpoint(self.runner.model.module if hasattr(self.runner.model, 'module') else self.runner.model,
