@@ -103,8 +103,9 @@ def make_family_data(family: str, data_dir: str, args) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     _run_tool('make_toy_data.py', tmp, '--shift', family, '--seed', args.data_seed, '--num-source', args.num_source,
               '--num-target-train', args.num_target_train, '--num-target-val', args.num_target_val)
-    _run_tool('dataset_converters/gta5.py', osp.join(tmp, 'gta5'), '--nproc', 1)
-    _run_tool('dataset_converters/cityscapes.py', osp.join(tmp, 'cityscapes'), '--nproc', 1)
+    # --no-progress: mmengine's progress bar writes to the sys.stdout it was defined with, past the redirection
+    _run_tool('dataset_converters/gta5.py', osp.join(tmp, 'gta5'), '--nproc', 1, '--no-progress')
+    _run_tool('dataset_converters/cityscapes.py', osp.join(tmp, 'cityscapes'), '--nproc', 1, '--no-progress')
     open(osp.join(tmp, '.complete'), 'w').close()
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
