@@ -241,6 +241,11 @@ def summarise(runs: dict, families, seeds) -> dict:
     return table
 
 
+def stage_labels(table: dict) -> list:
+    """BDL's stage labels over every family of a summarised table, in plan order."""
+    return list(dict.fromkeys(label for row in table.values() for label in row.get('stages') or {}))
+
+
 def overall(table: dict) -> dict:
     """Over the families (the mean of the family means), where both are measured: BDL's final model and the FDA
     track's final model."""
@@ -289,7 +294,7 @@ def format_flags(flags: dict) -> str:
 
 def format_stages(table: dict) -> str:
     """BDL's stages per family (mean ± sd) and, per stage, its paired change from the stage before it."""
-    labels = list(dict.fromkeys(label for row in table.values() for label in row.get('stages') or {}))
+    labels = stage_labels(table)
     if not labels:
         return ''
     header = ['shift'] + labels + ['worst SSL round (paired)', f'SSL rounds >= -{SSL_DROP_LIMIT}']
@@ -343,7 +348,7 @@ def plot(table: dict, out_path: str):
     families = list(table)
     keys = [k for k, _ in COLUMNS if k != 'BDL:best']
     titles = dict(COLUMNS)
-    labels = list(dict.fromkeys(label for row in table.values() for label in row.get('stages') or {}))
+    labels = stage_labels(table)
     fig, axes = plt.subplots(1, 2 if labels else 1, figsize=(1.6 * len(families) + 3 + (5 if labels else 0), 3.8),
                              gridspec_kw=dict(width_ratios=[1.6 * len(families) + 3, 5]) if labels else None)
     ax = axes[0] if labels else axes

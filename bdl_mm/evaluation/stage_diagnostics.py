@@ -190,9 +190,8 @@ def label_free_flags(summary: dict, classes: Sequence[str], previous: Optional[d
     share it had there). Classes M never predicts are not listed."""
     medians = summary.get('class_medians') or []
     predicted = summary.get('predicted_pixels_per_class') or []
-    total = summary.get('total_pixels') or sum(p or 0 for p in predicted)
-    before = _shares(previous) if previous else None
     now = _shares(summary)
+    before = _shares(previous) if previous else None
     flags = {}
     for j, name in enumerate(classes):
         n = predicted[j] if j < len(predicted) else None
@@ -202,7 +201,7 @@ def label_free_flags(summary: dict, classes: Sequence[str], previous: Optional[d
         median = medians[j] if j < len(medians) else None
         if median is not None and median < UNSURE_MEDIAN:
             reasons.append('unsure')
-        if total and n / total < RARE_SHARE:
+        if now[j] < RARE_SHARE:
             reasons.append('rare')
         if before is not None and now[j] > GROWTH * (before[j] if j < len(before) else 0.0):
             reasons.append('growing')
