@@ -35,6 +35,9 @@ def parse_args(argv=None):
                         help="class_median's statistic: release (sorted[round(n/2)], default) or numpy's median")
     parser.add_argument('--floor', type=float, default=None,
                         help='class_median: the least class threshold (not in the release; default: config, else off)')
+    parser.add_argument('--portion', type=float, default=None,
+                        help='class_median: keep the top PORTION of each class (class-balanced, CBST; not in the '
+                        'release; 0.5 = its median; default: config, else off)')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--overwrite', action='store_true', help='replace labels of a run with other settings')
@@ -110,6 +113,7 @@ def main(argv=None):
     threshold = args.threshold if args.threshold is not None else pl_cfg.get('threshold', 0.9)
     median = args.median or pl_cfg.get('median', 'release')
     floor = args.floor if args.floor is not None else pl_cfg.get('floor')
+    portion = args.portion if args.portion is not None else pl_cfg.get('portion')
 
     dataset = build_target_dataset(target_dataset_cfg(cfg))
     model = MODELS.build(segmentor_cfg(cfg))
@@ -123,8 +127,8 @@ def main(argv=None):
 
     summary = generate_pseudo_labels(
         model, dict(batch_size=args.batch_size, num_workers=args.num_workers, dataset=dataset), args.out, mode=mode,
-        threshold=threshold, median=median, floor=floor, shard_id=args.shard_id, num_shards=args.num_shards,
-        overwrite=args.overwrite,
+        threshold=threshold, median=median, floor=floor, portion=portion, shard_id=args.shard_id,
+        num_shards=args.num_shards, overwrite=args.overwrite,
         keep_cache=args.keep_cache, wait_for_shards=not args.no_wait, checkpoint=osp.abspath(args.checkpoint),
         config=osp.abspath(args.config))
     if summary['complete']:

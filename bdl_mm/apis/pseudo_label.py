@@ -126,6 +126,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
                            threshold: float = 0.9,
                            median: str = 'release',
                            floor: Optional[float] = None,
+                           portion: Optional[float] = None,
                            batch_size: Optional[int] = None,
                            num_workers: int = 0,
                            shard_id: Optional[int] = None,
@@ -152,6 +153,8 @@ def generate_pseudo_labels(model: torch.nn.Module,
         threshold: the global threshold / the cap of the class thresholds.
         floor: ``class_median`` only, not in the release (None: off): the least class threshold,
             ``max(min(median_c, threshold), floor)``.
+        portion: ``class_median`` only, not in the release (None: off): keep the top ``portion`` of each predicted
+            class's pixels (class-balanced selection, CBST) instead of the top half; 0.5 is the release's median.
         median: ``class_median``'s per-class statistic: ``'release'`` (``sorted[round(n / 2)]``, the authors'
             ``SSL.py``, default) or ``'numpy'`` (``numpy.median``).
         batch_size, num_workers: inference loader settings (default: the DataLoader's, else 1 and 0).
@@ -182,6 +185,12 @@ def generate_pseudo_labels(model: torch.nn.Module,
         if not 0.0 <= float(floor) <= threshold:
             raise ValueError(f'floor must be in [0, threshold={threshold}], got {floor}')
         floor = float(floor)
+    if portion is not None:
+        if mode != 'class_median':
+            raise ValueError(f"portion applies to mode='class_median' only, got mode={mode!r}")
+        if not 0.0 < float(portion) <= 1.0:
+            raise ValueError(f'portion must be in (0, 1], got {portion}')
+        portion = float(portion)
     segmentor = unwrap_segmentor(model)
 
     distributed = shard_id is None and num_shards is None and is_distributed()
@@ -217,6 +226,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
         conf_levels=CONF_LEVELS,
         model_sha1=model_fingerprint(segmentor),
         **({} if floor is None else dict(floor=floor)),  # absent when off: the release's settings are unchanged
+        **({} if portion is None else dict(portion=portion)),
     )
     run_id = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     info = dict(checkpoint=checkpoint, config=config, dataset=type(dataset).__name__,
@@ -256,7 +266,7 @@ def generate_pseudo_labels(model: torch.nn.Module,
             return dict(settings, **info, complete=False, shard_id=shard_id)
         hist, shapes = total
 
-    thresholds = class_median_thresholds(hist, threshold, median, floor) if mode == 'class_median' else None
+    thresholds = class_median_thresholds(hist, threshold, median, floor, portion) if mode == 'class_median' else None
     write_missing_labels(rel_paths, my_indices, out_dir, cache_dir, mode, threshold, thresholds, show_progress)
     if not keep_cache:
         for i in my_indices:

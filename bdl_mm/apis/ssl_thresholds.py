@@ -21,6 +21,9 @@ Tie rules (kept = pixel keeps its argmax label, else 255):
   ``median='numpy'`` numpy's (mean of the two middle values for an even count), at most one sample away.
   A class that is never predicted gets no threshold (``nan`` here, ``null`` in the summary) and no pixels.
   ``floor`` (a switch of this project, off in the release's configs) raises every class threshold to at least it.
+  ``portion`` (a switch of this project, off in the release's configs: class-balanced selection as in CBST, Zou et
+  al. 2018) replaces the median by the confidence above which the top ``portion`` of the class's pixels lie, the
+  sample at sorted index ``min(round(n * (1 - portion)), n - 1)``; ``portion=0.5`` is the release's median.
 - ``soft`` (paper Table 3): every pixel keeps its argmax label and is weighted by its confidence.
 """
 from typing import Optional, Sequence, Tuple
@@ -99,16 +102,28 @@ def release_median_from_histogram(hist: np.ndarray) -> np.ndarray:
 MEDIANS = dict(release=release_median_from_histogram, numpy=median_from_histogram)
 
 
+def portion_from_histogram(hist: np.ndarray, portion: float) -> np.ndarray:
+    """Per class, the confidence above which the top ``portion`` of its pixels lie: the sample at sorted index
+    ``min(round(n * (1 - portion)), n - 1)`` (the release's rounding; ``portion=0.5`` gives
+    :func:`release_median_from_histogram`); ``nan`` if empty."""
+    if not 0.0 < float(portion) <= 1.0:
+        raise ValueError(f'portion must be in (0, 1], got {portion}')
+    return _order_statistics(hist, lambda n: (min(int(np.round(n * (1.0 - portion))), n - 1), ))
+
+
 def class_median_thresholds(hist: np.ndarray, threshold: float = 0.9, median: str = 'numpy',
-                            floor: Optional[float] = None) -> np.ndarray:
+                            floor: Optional[float] = None, portion: Optional[float] = None) -> np.ndarray:
     """Release thresholds ``min(median_c, threshold)``; ``nan`` for a class that is never predicted.
     ``median``: ``'release'`` (``sorted[round(n / 2)]``, the authors' ``SSL.py``) or ``'numpy'``
     (``numpy.median``). ``floor`` (not in the release, off by default): no class threshold below it,
     ``max(min(median_c, threshold), floor)``, so a class M is unsure of keeps only its pixels above the floor
-    instead of half of them."""
+    instead of half of them. ``portion`` (not in the release, off by default): the class statistic is the
+    confidence of the top ``portion`` of the class's pixels (:func:`portion_from_histogram`) instead of the
+    median, ``max(min(top_portion_c, threshold), floor)``."""
     if median not in MEDIANS:
         raise ValueError(f"median must be one of {sorted(MEDIANS)}, got {median!r}")
-    thresholds = np.minimum(MEDIANS[median](hist), threshold)  # nan stays nan
+    statistic = MEDIANS[median](hist) if portion is None else portion_from_histogram(hist, portion)
+    thresholds = np.minimum(statistic, threshold)  # nan stays nan
     if floor is not None:
         thresholds = np.where(np.isnan(thresholds), thresholds, np.maximum(thresholds, floor))
     return thresholds

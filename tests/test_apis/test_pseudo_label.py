@@ -343,3 +343,53 @@ def test_floor_in_the_pipeline_and_its_settings(tmp_path, target, model):
         generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'g'), mode='global', floor=0.5)
     with pytest.raises(ValueError, match='floor must be in'):
         generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'g'), floor=0.95)
+
+
+def test_portion_thresholds_by_hand():
+    # class 0: ten confidences 0.1 .. 1.0; class 1: four; class 2 never predicted
+    hist = T.empty_histogram(3)
+    for c, confs in enumerate((np.arange(1, 11) / 10, [0.5, 0.6, 0.7, 0.8])):
+        for x in confs:
+            T.accumulate_histogram(hist, np.array([[c]]), T.quantize_confidence(np.array([[x]])))
+    # top 20 %: sorted index round(10 * 0.8) = 8 -> 0.9 (keeps 0.9 and 1.0); round(4 * 0.8) = 3 -> 0.8
+    np.testing.assert_allclose(T.class_median_thresholds(hist, 1.0, 'release', portion=0.2)[:2], [0.9, 0.8], atol=1e-4)
+    # portion 0.5 is the release's median, whatever the counts
+    np.testing.assert_array_equal(T.class_median_thresholds(hist, 0.9, 'release', portion=0.5),
+                                  T.class_median_thresholds(hist, 0.9, 'release'))
+    # portion 1 keeps every pixel: the least confidence; the cap and the floor still apply
+    np.testing.assert_allclose(T.class_median_thresholds(hist, 1.0, 'release', portion=1.0)[:2], [0.1, 0.5], atol=1e-4)
+    np.testing.assert_allclose(T.class_median_thresholds(hist, 0.85, 'release', floor=0.6, portion=0.2)[:2],
+                               [0.85, 0.8], atol=1e-4)
+    assert np.isnan(T.class_median_thresholds(hist, 0.9, portion=0.2)[2])
+    with pytest.raises(ValueError, match='portion must be in'):
+        T.portion_from_histogram(hist, 0.0)
+
+
+def test_portion_in_the_pipeline_and_its_settings(tmp_path, target, model):
+    off = generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'off'), threshold=1.0, progress=False)
+    small = generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'small'), threshold=1.0, portion=0.2,
+                                   progress=False)
+    assert 'portion' not in off and small['portion'] == 0.2
+    assert small['kept_ratio'] < off['kept_ratio']
+    for t_off, t_small in zip(off['class_thresholds'], small['class_thresholds']):
+        assert (t_off is None and t_small is None) or t_small >= t_off
+    for rel in reference_predictions(model, target):  # the top 20 % of a class lie inside its top half
+        a, b = read(osp.join(tmp_path / 'small', rel)), read(osp.join(tmp_path / 'off', rel))
+        assert ((a == 255) | (a == b)).all()
+    with pytest.raises(ValueError, match='class_median'):
+        generate_pseudo_labels(model, loader_cfg(target), str(tmp_path / 'g'), mode='soft', portion=0.2)
+
+
+def test_portion_grows_with_the_ssl_rounds():
+    from bdl_mm.engine.stages.pseudo_labels import round_settings
+    from bdl_mm.structures.plan import PSEUDO_LABEL, Stage
+    base = dict(mode='class_median', threshold=0.9, portion=0.2, portion_step=0.1)
+    got = [round_settings(base, Stage('x', PSEUDO_LABEL, k=k, i=i), N=2)['portion']
+           for k in (1, 2) for i in (1, 2)]
+    assert got == [0.2, 0.3, 0.4, 0.5]  # rounds 1..4 over K = 2, N = 2
+    assert 'portion_step' not in round_settings(base, Stage('x', PSEUDO_LABEL, k=1, i=1), N=2)
+    assert round_settings(dict(base, portion=0.9), Stage('x', PSEUDO_LABEL, k=2, i=2), N=2)['portion'] == 1.0
+    release = dict(mode='class_median', threshold=0.9, median='release')
+    assert round_settings(release, Stage('x', PSEUDO_LABEL, k=2, i=1), N=2) == release  # off: unchanged
+    with pytest.raises(ValueError, match='starting portion'):
+        round_settings(dict(mode='class_median', portion_step=0.1), Stage('x', PSEUDO_LABEL, k=1, i=1), N=2)

@@ -108,3 +108,15 @@ def test_other_settings_refused_unless_overwrite(setup, tmp_path):
     with open(osp.join(out, 'summary.json')) as f:
         assert json.load(f)['mode'] == 'soft'
     assert osp.exists(osp.join(out, REL.replace('.png', '_conf.png')))
+
+
+def test_portion_option_reaches_the_labels(setup, tmp_path):
+    _, _, _, cfg, ckpt = setup
+    runs = {}
+    for name, extra in (('half', []), ('small', ['--portion', '0.2', '--threshold', '1.0'])):
+        out = str(tmp_path / name)
+        assert tool.main([cfg, ckpt, '--out', out, '--device', 'cpu', '--num-workers', '0'] + extra) == 0
+        with open(osp.join(out, 'summary.json')) as f:
+            runs[name] = json.load(f)
+    assert 'portion' not in runs['half'] and runs['small']['portion'] == 0.2
+    assert runs['small']['kept_ratio'] < runs['half']['kept_ratio']

@@ -20,11 +20,30 @@ def run_pseudo_label(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     return result
 
 
+def ssl_round_index(stage: Stage, N: int) -> int:
+    """1-based count of the SSL round a pseudo-label stage serves over the whole track: (k - 1) * N + i."""
+    return (stage.k - 1) * N + stage.i
+
+
+def round_settings(settings: dict, stage: Stage, N: int) -> dict:
+    """The labelling settings of one SSL round. ``portion_step`` (a switch of this project, off in the release):
+    the class-balanced ``portion`` grows by it each SSL round, as CBST's portions do (Zou et al. 2018), capped at
+    1: round r keeps ``min(portion + (r - 1) * portion_step, 1)`` of each predicted class."""
+    settings = dict(settings)
+    step = settings.pop('portion_step', None)
+    if step is not None:
+        if settings.get('portion') is None:
+            raise ValueError('train_cfg.stages.pseudo_label.portion_step needs a starting portion')
+        r = ssl_round_index(stage, N)
+        settings['portion'] = round(min(float(settings['portion']) + (r - 1) * float(step), 1.0), 6)
+    return settings
+
+
 def pseudo_label(ctx: StageContext, stage: Stage, m_result: dict) -> dict:
     from ...apis import generate_pseudo_labels
     from ...apis.m_model import m_model_cfg
     out_dir = ctx.stage_dir(stage)
-    settings = ctx.configs.stage_cfgs[PSEUDO_LABEL].to_dict()
+    settings = round_settings(ctx.configs.stage_cfgs[PSEUDO_LABEL].to_dict(), stage, ctx.plan.N)
     settings.setdefault('progress', ctx.verbose_console)  # a progress bar on mmengine's full console only
     model = MODELS.build(m_model_cfg(ctx.cfg))  # M with the data preprocessor it trains with
     load_checkpoint(model, m_result['segmentor_checkpoint'], map_location='cpu', logger='silent')
