@@ -343,3 +343,57 @@ def test_label_value_outside_classes_names_value_and_file():
     # 255 everywhere else is fine
     assert torch.isfinite(model.train_step(batch(pseudo=torch.full((1, 32, 40), 255)), sgd_wrappers(model))[
         'src.decode.loss_ce'])
+
+
+def test_class_mix_pastes_half_the_source_classes():
+    from bdl_mm.models.segmentors.class_mix import class_mix
+    torch.manual_seed(0)
+    src_img, tgt_img = torch.rand(2, 3, 12, 14), torch.rand(2, 3, 8, 10)
+    src_label = torch.randint(0, 5, (2, 12, 14))
+    src_label[:, :2] = 255
+    tgt_label, tgt_w = torch.randint(0, 5, (2, 8, 10)), torch.full((2, 8, 10), 0.5)
+    images, labels, weights, mask = class_mix(src_img, src_label, tgt_img, tgt_label, tgt_w)
+    for j in range(2):
+        m = mask[j]
+        # the pasted pixels are a crop of the source: find it, then check image and labels pixel by pixel
+        crops = [(y, x) for y in range(12 - 8 + 1) for x in range(14 - 10 + 1)
+                 if torch.equal(labels[j][m], src_label[j, y:y + 8, x:x + 10][m])
+                 and torch.equal(images[j][:, m], src_img[j, :, y:y + 8, x:x + 10][:, m])]
+        assert crops
+        y, x = crops[0]
+        crop = src_label[j, y:y + 8, x:x + 10]
+        present = set(crop.unique().tolist()) - {255}
+        pasted = set(crop[m].unique().tolist())
+        assert len(pasted) == (len(present) + 1) // 2 and pasted <= present  # half the classes, rounded up
+        assert torch.equal(m, torch.isin(crop, torch.tensor(sorted(pasted))))  # all of each chosen class
+        assert torch.equal(labels[j][~m], tgt_label[j][~m]) and torch.equal(images[j][:, ~m], tgt_img[j][:, ~m])
+        assert (weights[j][m] == 1).all() and (weights[j][~m] == 0.5).all()
+    with pytest.raises(ValueError, match='at least as large'):
+        class_mix(tgt_img, tgt_label, src_img, src_label)
+
+
+def test_class_mix_switch_trains_on_the_mixed_target():
+    pseudo = torch.randint(0, NUM_CLASSES, (1, 32, 40))
+    off, on = build(lambda_adv=1.), build(lambda_adv=1., class_mix=True)
+    seg0 = params(on.segmentor)
+    log_off = off.train_step(batch(pseudo=pseudo), sgd_wrappers(off, lr=0.))
+    torch.manual_seed(1)
+    log_on = on.train_step(batch(pseudo=pseudo), sgd_wrappers(on, lr=0.))
+    assert set(log_on) == set(log_off)  # the same loss terms
+    # D_M's term sees the plain target (same value), the SSL term the mixed one (another value)
+    torch.testing.assert_close(log_on['tgt.loss_adv'], log_off['tgt.loss_adv'])
+    assert not torch.isclose(log_on['tgt.loss_ssl'], log_off['tgt.loss_ssl'])
+    # the SSL term is the CE of M on the mixed batch, rebuilt from the same random draws
+    from bdl_mm.models.segmentors.class_mix import class_mix
+    data = on.data_preprocessor(batch(pseudo=pseudo)['source'], True)
+    tgt = on.data_preprocessor(batch(pseudo=pseudo)['target'], True)
+    torch.manual_seed(1)
+    images, labels, _, _ = class_mix(data['inputs'], data['data_samples'][0].gt_sem_seg.data.long(),
+                                     tgt['inputs'], pseudo)
+    with torch.no_grad():
+        logits = F.interpolate(on.segmentor(images, None, mode='tensor'), size=(32, 40), mode='bilinear',
+                               align_corners=True)
+    torch.testing.assert_close(log_on['tgt.loss_ssl'], F.cross_entropy(logits, labels, ignore_index=255),
+                               rtol=1e-5, atol=1e-6)
+    on.train_step(batch(pseudo=pseudo), sgd_wrappers(on, lr=0.1))
+    assert any(not torch.equal(v, params(on.segmentor)[k]) for k, v in seg0.items())  # and M learns from it

@@ -13,6 +13,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, add_prefix
 from torch import Tensor
 
 from ..discriminators.output_discriminator import check_num_classes
+from .class_mix import class_mix
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -95,6 +96,10 @@ class BDLSegmentor(BaseModel):
         lambda_adv (float): Weight of M's adversarial loss. Release: 0.001 (DeepLabV2-R101),
             1e-4 (VGG16-FCN8s).
         lambda_ssl (float): Weight of the target pseudo-label cross-entropy. Defaults to 1.0.
+        class_mix (bool): Not in the release (the project's robust recipe): the pseudo-label cross-entropy is
+            taken on the target images with half of a source crop's classes pasted in, with their source labels
+            (DACS's ClassMix, :func:`~bdl_mm.models.segmentors.class_mix.class_mix`), in a third forward and
+            backward pass; D_M still sees the plain target. Defaults to False.
         adversarial (bool): Whether to train with D_M. False (ablation) drops the adversarial loss and the
             D_M update. Defaults to True.
         source_label (float): D_M label of source predictions (release: 0).
@@ -110,6 +115,7 @@ class BDLSegmentor(BaseModel):
                  discriminator: OptConfigType = None,
                  lambda_adv: float = 0.001,
                  lambda_ssl: float = 1.0,
+                 class_mix: bool = False,
                  adversarial: bool = True,
                  source_label: float = 0.,
                  target_label: float = 1.,
@@ -150,6 +156,7 @@ class BDLSegmentor(BaseModel):
             check_num_classes(_first_conv_in_channels(self.discriminator), self.segmentor.decode_head.out_channels)
         self.lambda_adv = float(lambda_adv)
         self.lambda_ssl = float(lambda_ssl)
+        self.class_mix = bool(class_mix)
         self.source_label = float(source_label)
         self.target_label = float(target_label)
 
@@ -252,6 +259,33 @@ class BDLSegmentor(BaseModel):
             weights.append(wt)
         return torch.stack(labels), (torch.stack(weights) if any_weight else None)
 
+    def _class_mix(self, src: dict, tgt_inputs: Tensor, pseudo: Tensor, pseudo_w: Optional[Tensor]) -> tuple:
+        """``(images, labels, weights)``: the target batch with half of a source crop's classes pasted in."""
+        shape = src['inputs'].shape[2:]
+        src_label = torch.stack([s.gt_sem_seg.data.long().reshape(shape) for s in src['data_samples']])
+        return class_mix(src['inputs'], src_label, tgt_inputs, pseudo, pseudo_w)[:3]
+
+    def _mixed_ssl_step(self, seg_optim: OptimWrapper, images: Tensor, labels: Tensor,
+                        weights: Optional[Tensor]) -> dict:
+        """Forward the mixed images, backpropagate the pseudo-label cross-entropy (decode and auxiliary heads, as
+        on the plain target), return its log entries."""
+        seg = _unwrap(self.segmentor)
+        aux_heads = self._aux_heads(seg)
+        shape = images.shape[2:]
+        with seg_optim.optim_context(self):
+            logits, _, feats = self._logits(images, with_feats=bool(aux_heads))
+            losses = dict(loss_ssl=self.lambda_ssl * cross_entropy(
+                self._upsample(logits, shape), labels, weight=weights, reduction='mean', ignore_index=255,
+                avg_non_ignore=True))
+            for suffix, head in aux_heads:
+                losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * cross_entropy(
+                    self._upsample(head(feats), shape, head.align_corners), labels, weight=weights,
+                    reduction='mean', ignore_index=255, avg_non_ignore=True)
+            loss, log = self.parse_losses(losses)
+        log.pop('loss')
+        seg_optim.backward(loss)
+        return log
+
     def train_step(self, data: dict, optim_wrapper: Union[OptimWrapperDict, OptimWrapper]) -> Dict[str, Tensor]:
         """One BDL iteration: M update (source CE, target pseudo-label CE, adversarial) then D_M update.
 
@@ -323,6 +357,10 @@ class BDLSegmentor(BaseModel):
                 tgt_shape = tgt['inputs'].shape[2:]
                 _check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
                 pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
+                mix = pseudo is not None and self.class_mix
+                if mix:  # the pseudo labels train M on the mixed images (below), not on the plain target
+                    mixed = self._class_mix(src, tgt['inputs'], pseudo, pseudo_w)
+                    pseudo, pseudo_w = None, None
             if not source_only and (pseudo is not None or adversarial):
                 # Auxiliary heads: trained on the pseudo labels as MMSeg trains them on labels (same CE, times the
                 # head's loss_weight); without pseudo labels they get a zero term under DDP, where every parameter
@@ -357,6 +395,8 @@ class BDLSegmentor(BaseModel):
                 seg_optim.backward(tgt_loss)
                 tgt_logits = tgt_logits.detach()
                 del tgt_up, tgt_loss, tgt_feats
+            if not source_only and mix:
+                log_vars.update(add_prefix(self._mixed_ssl_step(seg_optim, *mixed), 'tgt'))
             seg_optim.step()
             seg_optim.zero_grad()
         finally:

@@ -1,0 +1,56 @@
+# Copyright (c) bdl_mm contributors.
+"""ClassMix of a labelled source batch into a pseudo-labelled target batch (DACS, Tranheden et al., WACV 2021).
+
+Not in BDL's release: a switch of the project's robust recipe (``BDLSegmentor(class_mix=True)``,
+docs/fidelity.md). Written by hand: MMSeg has no mixing of two domains' batches. Per image, a crop of the source
+image of the target's size is taken at a random place, half of the classes present in the crop's labels (rounded
+up, as DACS) are drawn at random, and their pixels, image and label, are pasted onto the target image and its
+pseudo labels. The mixed images then train M with the mixed labels: the pasted pixels carry true labels of classes
+that self-training alone would let shrink.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+IGNORE_INDEX = 255
+
+
+def class_mix(src_img: Tensor, src_label: Tensor, tgt_img: Tensor, tgt_label: Tensor,
+              tgt_weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+    """Paste half of each source crop's classes onto the target images.
+
+    Args:
+        src_img: ``(N, C, Hs, Ws)`` source images (already normalised, as the target's).
+        src_label: ``(N, Hs, Ws)`` source labels (255 = ignored, never pasted).
+        tgt_img: ``(N, C, H, W)`` target images, ``H <= Hs`` and ``W <= Ws``.
+        tgt_label: ``(N, H, W)`` target pseudo labels.
+        tgt_weight: ``(N, H, W)`` pseudo-label weights or None; pasted pixels get weight 1.
+
+    Returns:
+        ``(images, labels, weights, mask)``: the mixed batch, its labels, its weights (None if ``tgt_weight`` is
+        None) and the ``(N, H, W)`` bool mask of the pasted pixels. Draws from torch's global random generator.
+    """
+    n, _, h, w = tgt_img.shape
+    hs, ws = src_img.shape[-2:]
+    if src_img.shape[0] != n or src_label.shape[0] != n:
+        raise ValueError(f'class_mix: {src_img.shape[0]} source images for {n} target images')
+    if hs < h or ws < w:
+        raise ValueError(f'class_mix: the source images ({hs}x{ws}) must be at least as large as the target '
+                         f'images ({h}x{w}) to crop them')
+    images, labels = tgt_img.clone(), tgt_label.clone()
+    weights = None if tgt_weight is None else tgt_weight.clone()
+    mask = torch.zeros((n, h, w), dtype=torch.bool, device=tgt_img.device)
+    for j in range(n):
+        y = int(torch.randint(0, hs - h + 1, (1, )))
+        x = int(torch.randint(0, ws - w + 1, (1, )))
+        crop_img, crop_label = src_img[j, :, y:y + h, x:x + w], src_label[j, y:y + h, x:x + w]
+        classes = crop_label.unique()
+        classes = classes[classes != IGNORE_INDEX]
+        chosen = classes[torch.randperm(len(classes))[:(len(classes) + 1) // 2].to(classes.device)]
+        mask[j] = torch.isin(crop_label, chosen)
+        images[j][:, mask[j]] = crop_img[:, mask[j]]
+        labels[j][mask[j]] = crop_label[mask[j]].to(labels.dtype)
+        if weights is not None:
+            weights[j][mask[j]] = 1.
+    return images, labels, weights, mask
