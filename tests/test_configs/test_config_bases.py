@@ -120,3 +120,24 @@ def test_metafile_and_readme_list_the_same_configs():
     # both source-specific FCN8s initial files are named, each with its own config
     assert 'fcn8s_vgg16_gta5_init.pth' in rows['configs/bdl_gta5_vgg16.py'][5]
     assert 'fcn8s_vgg16_synthia_init.pth' in rows['configs/bdl_synthia_vgg16.py'][5]
+
+
+@pytest.mark.parametrize('flagship', ['bdl_gta5.py', 'bdl_synthia.py', 'bdl_toy.py'])
+def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
+    """A robust config differs from its flagship only in the recipe's switches; the flagship keeps the release's."""
+    from bdl_mm.structures.plan import build_plan
+    release, robust = load(flagship), load(flagship.replace('.py', '_robust.py'))
+    recipe = load('_base_', 'recipes', 'robust_ssl.py')
+    assert release.train_cfg.m_init in ('initial', 'source_only') and not release.model.get('class_mix', False)
+    assert robust.train_cfg.m_init == 'previous' and robust.model.class_mix is True
+    assert plain(recipe.robust_train_cfg) == dict(m_init='previous') and plain(recipe.robust_model) == dict(
+        class_mix=True)
+    for cfg in (release, robust):  # everything else is the flagship's
+        cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None)
+        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None)
+    assert plain(robust.train_cfg) == plain(release.train_cfg) and plain(robust.model) == plain(release.model)
+    assert plain(robust) == plain(release)
+    # the plan: every M continues from the M before it
+    plan = build_plan(load(flagship.replace('.py', '_robust.py')).train_cfg)
+    assert plan.get('k1/m0').start_from == 'm0' and plan.get('k1/m1').start_from == 'k1/m0'
+    assert plan.get('k2/m0').start_from == 'k1/m2' and plan.get('k2/m2').start_from == 'k2/m1'

@@ -1,0 +1,11 @@
+# The project's robust recipe for the later stages of Algorithm 1 (the SSL rounds and the second round): not the
+# release's. configs/bdl_*_robust.py put it on top of a flagship config, which itself stays release-faithful. Each
+# setting is a switch with a row in docs/fidelity.md ("The robust recipe"); docs/experiments/shift_study.md has the
+# screen it was chosen on (the toy's harder shift families, three seeds, one setting for every family).
+#   - m_init='previous': every M run continues from the M before it (M_0(k) from M(k-1), M_i(k) from M_(i-1)(k))
+#     instead of restarting from the initial weights;
+#   - class_mix: the pseudo-label loss is taken on target images with half of a source crop's classes pasted in,
+#     with their source labels (DACS's ClassMix); the pseudo labels themselves are the release's (class medians
+#     capped at 0.9).
+robust_train_cfg = dict(m_init='previous')
+robust_model = dict(class_mix=True)
