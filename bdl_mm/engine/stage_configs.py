@@ -71,10 +71,37 @@ def same_folder(a: dict, b: dict) -> bool:
 
 
 def check_model_switches(cfg):
-    """One switch for adversarial training, ``train_cfg.adversarial``: the outer ``model`` must not set its own."""
+    """One switch for adversarial training, ``train_cfg.adversarial``: the outer ``model`` must not set its own.
+    ``model.class_mix`` crops source images to the target's size: refused before any stage runs when the train
+    pipelines' fixed sizes say a source image is smaller than a target image."""
     if 'adversarial' in (cfg.get('model') or {}):
         raise ValueError('model.adversarial: set train_cfg.adversarial instead (the one switch for adversarial '
                          'training; the loop sets each stage\'s model.adversarial from it)')
+    if (cfg.get('model') or {}).get('class_mix'):
+        dataset = ((cfg.get('train_dataloader') or {}).get('dataset') or {})
+        sizes = {name: pipeline_size((dataset.get(name) or {}).get('pipeline') or []) for name in ('source', 'target')}
+        src, tgt = sizes['source'], sizes['target']
+        if src is not None and tgt is not None and (src[0] < tgt[0] or src[1] < tgt[1]):
+            raise ValueError(f'model.class_mix pastes source crops of the target\'s size, but the source images are '
+                             f'{src[0]}x{src[1]} and the target images {tgt[0]}x{tgt[1]} (width x height, from the '
+                             'train pipelines): resize the source to at least the target\'s size or turn class_mix off')
+
+
+def pipeline_size(pipeline) -> Optional[tuple]:
+    """``(width, height)`` of the images a pipeline ends with when its transforms fix it (``Resize`` without
+    ``keep_ratio``, ``RandomCrop``), else None."""
+    size = None
+    for transform in pipeline:
+        kind = str(transform.get('type', '')).split('.')[-1]
+        if kind == 'Resize':
+            scale = transform.get('scale')
+            size = tuple(scale) if scale is not None and not transform.get('keep_ratio', False) else None
+        elif kind == 'RandomCrop' and size is not None:
+            h, w = transform.get('crop_size')
+            size = (min(size[0], w), min(size[1], h))
+        elif kind in ('RandomResize', 'RandomChoiceResize', 'RandomRescale'):
+            size = None
+    return size
 
 
 def train_iters(cfg: Config) -> Optional[int]:

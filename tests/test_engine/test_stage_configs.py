@@ -93,6 +93,24 @@ def test_model_adversarial_is_refused_in_one_line(toy_cfg, tmp_path):
     check_model_switches(toy_cfg)  # the shipped configs set none
 
 
+def test_class_mix_with_a_source_smaller_than_the_target_is_refused(toy_cfg):
+    from bdl_mm.engine.stage_configs import pipeline_size
+    cfg = copy.deepcopy(toy_cfg)
+    cfg.model.class_mix = True
+    check_model_switches(cfg)  # the toy's source 256x144 holds a 256x128 target crop
+    source = cfg.train_dataloader.dataset.source.pipeline
+    assert pipeline_size(source) == (256, 144) and pipeline_size(cfg.train_dataloader.dataset.target.pipeline) == (
+        256, 128)
+    resize = next(t for t in source if t['type'] == 'Resize')
+    resize['scale'] = (256, 120)
+    with pytest.raises(ValueError, match=r'source images are 256x120 and the target images 256x128') as info:
+        check_model_switches(cfg)
+    assert '\n' not in str(info.value)
+    assert pipeline_size(source + [dict(type='RandomCrop', crop_size=(100, 300))]) == (256, 100)
+    resize['keep_ratio'] = True  # a size the config does not fix: left to the step's own check
+    check_model_switches(cfg)
+
+
 def test_translation_cfg_and_perceptual_ablation(toy_cfg):
     configs = builder(toy_cfg)
     f = configs.translation_cfg(configs.plan.get('k2/translation'), '/w/run/k1/m2/segmentor.pth')
