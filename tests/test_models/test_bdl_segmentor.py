@@ -397,3 +397,20 @@ def test_class_mix_switch_trains_on_the_mixed_target():
                                rtol=1e-5, atol=1e-6)
     on.train_step(batch(pseudo=pseudo), sgd_wrappers(on, lr=0.1))
     assert any(not torch.equal(v, params(on.segmentor)[k]) for k, v in seg0.items())  # and M learns from it
+
+
+def test_class_mix_trains_the_auxiliary_heads_on_the_mixed_target():
+    aux = dict(type='FCNHead', in_channels=32, in_index=0, channels=8, num_convs=1, concat_input=False,
+               dropout_ratio=0., num_classes=NUM_CLASSES, norm_cfg=None, align_corners=True,
+               loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4, avg_non_ignore=True))
+    cfg = tiny_cfg(class_mix=True)
+    cfg['segmentor']['auxiliary_head'] = aux
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(cfg))
+    head0 = params(model.segmentor.auxiliary_head)
+    wrappers = OptimWrapperDict(
+        segmentor=OptimWrapper(torch.optim.SGD(model.segmentor.parameters(), lr=0.1)),
+        discriminator=OptimWrapper(torch.optim.SGD(model.discriminator.parameters(), lr=0.1)))
+    log = model.train_step(batch(pseudo=torch.randint(0, NUM_CLASSES, (1, 32, 40))), wrappers)
+    assert {'tgt.loss_ssl', 'tgt.loss_ssl_aux', 'tgt.loss_adv'} <= set(log) and log['tgt.loss_ssl_aux'] > 0
+    assert any(not torch.equal(v, params(model.segmentor.auxiliary_head)[k]) for k, v in head0.items())

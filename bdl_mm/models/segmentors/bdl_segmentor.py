@@ -259,6 +259,19 @@ class BDLSegmentor(BaseModel):
             weights.append(wt)
         return torch.stack(labels), (torch.stack(weights) if any_weight else None)
 
+    def _ssl_losses(self, up: Tensor, feats, aux_heads: list, labels: Tensor, weights: Optional[Tensor]) -> dict:
+        """The pseudo-label cross-entropy of the upsampled logits ``up`` and, from ``feats``, of each auxiliary head
+        (as MMSeg trains them on labels: the same CE times the head's ``loss_weight``), each times ``lambda_ssl``."""
+        def ce(logits):
+            return cross_entropy(logits, labels, weight=weights, reduction='mean', ignore_index=255,
+                                 avg_non_ignore=True)
+
+        losses = dict(loss_ssl=self.lambda_ssl * ce(up))
+        for suffix, head in aux_heads:
+            aux_up = self._upsample(head(feats), up.shape[2:], head.align_corners)
+            losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * ce(aux_up)
+        return losses
+
     def _class_mix(self, src: dict, tgt_inputs: Tensor, pseudo: Tensor, pseudo_w: Optional[Tensor]) -> tuple:
         """``(images, labels, weights)``: the target batch with half of a source crop's classes pasted in."""
         shape = src['inputs'].shape[2:]
@@ -269,18 +282,10 @@ class BDLSegmentor(BaseModel):
                         weights: Optional[Tensor]) -> dict:
         """Forward the mixed images, backpropagate the pseudo-label cross-entropy (decode and auxiliary heads, as
         on the plain target), return its log entries."""
-        seg = _unwrap(self.segmentor)
-        aux_heads = self._aux_heads(seg)
-        shape = images.shape[2:]
+        aux_heads = self._aux_heads(_unwrap(self.segmentor))
         with seg_optim.optim_context(self):
             logits, _, feats = self._logits(images, with_feats=bool(aux_heads))
-            losses = dict(loss_ssl=self.lambda_ssl * cross_entropy(
-                self._upsample(logits, shape), labels, weight=weights, reduction='mean', ignore_index=255,
-                avg_non_ignore=True))
-            for suffix, head in aux_heads:
-                losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * cross_entropy(
-                    self._upsample(head(feats), shape, head.align_corners), labels, weight=weights,
-                    reduction='mean', ignore_index=255, avg_non_ignore=True)
+            losses = self._ssl_losses(self._upsample(logits, images.shape[2:]), feats, aux_heads, labels, weights)
             loss, log = self.parse_losses(losses)
         log.pop('loss')
         seg_optim.backward(loss)
@@ -370,19 +375,13 @@ class BDLSegmentor(BaseModel):
                 with seg_optim.optim_context(self):
                     tgt_logits, _, tgt_feats = self._logits(tgt['inputs'], with_feats=bool(aux_heads))
                     tgt_up = self._upsample(tgt_logits, tgt_shape)
-                    tgt_losses = dict()
+                    tgt_losses, unused = dict(), None
                     if pseudo is not None:
-                        tgt_losses['loss_ssl'] = self.lambda_ssl * cross_entropy(
-                            tgt_up, pseudo, weight=pseudo_w, reduction='mean', ignore_index=255, avg_non_ignore=True)
-                    unused = None
-                    for suffix, head in aux_heads:
-                        aux_logits = head(tgt_feats)
-                        if pseudo is None:
+                        tgt_losses.update(self._ssl_losses(tgt_up, tgt_feats, aux_heads, pseudo, pseudo_w))
+                    else:
+                        for _, head in aux_heads:
+                            aux_logits = head(tgt_feats)
                             unused = aux_logits.sum() * 0. if unused is None else unused + aux_logits.sum() * 0.
-                            continue
-                        aux_up = self._upsample(aux_logits, tgt_shape, head.align_corners)
-                        tgt_losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * cross_entropy(
-                            aux_up, pseudo, weight=pseudo_w, reduction='mean', ignore_index=255, avg_non_ignore=True)
                     if adversarial:
                         # the unwrapped D_M: only the gradient w.r.t. its input is wanted here, so no DDP sync
                         d_out = _unwrap(self.discriminator)(F.softmax(tgt_up, dim=1))
