@@ -14,28 +14,12 @@ from torch import Tensor
 
 from ..discriminators.output_discriminator import check_num_classes
 from .class_mix import class_mix
+from .labels import check_label_values, stack_pseudo_labels
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (MMSeparateDistributedDataParallel wraps each submodule)."""
     return getattr(module, 'module', module)
-
-
-def _check_label_values(data_samples: list, num_classes: int, path_key: str):
-    """Labels must be trainIds in [0, num_classes) or 255 (ignore): otherwise name the value and the file.
-
-    A stray value would otherwise surface as an index error (or a device-side assert on GPUs) deep inside the
-    cross-entropy.
-    """
-    for sample in data_samples:
-        if 'gt_sem_seg' not in sample:
-            continue
-        label = sample.gt_sem_seg.data
-        bad = (label != 255) & ((label < 0) | (label >= num_classes))
-        if bad.any():
-            value = int(label[bad][0])
-            raise ValueError(f'label value {value} outside [0, {num_classes}) and not 255 (ignore) in '
-                             f'{sample.metainfo.get(path_key, "<unknown file>")}')
 
 
 def _first_conv_in_channels(module: nn.Module) -> Optional[int]:
@@ -231,34 +215,6 @@ class BDLSegmentor(BaseModel):
     def _bce(self, d_out: Tensor, label: float) -> Tensor:
         return F.binary_cross_entropy_with_logits(d_out, torch.full_like(d_out, label))
 
-    @staticmethod
-    def _pseudo_labels(data_samples: list, shape: torch.Size) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        """Stacked pseudo labels (N, H, W) and weights (N, H, W) or None; samples without labels are ignored."""
-        if not any('gt_sem_seg' in s for s in data_samples):
-            return None, None
-        h, w = shape
-        device = next(s.gt_sem_seg.data.device for s in data_samples if 'gt_sem_seg' in s)
-        labels, weights, any_weight = [], [], False
-        for s in data_samples:
-            if 'gt_sem_seg' in s:
-                if tuple(s.gt_sem_seg.data.shape[-2:]) != (h, w):
-                    raise ValueError(f'BDLSegmentor: target pseudo label of shape {tuple(s.gt_sem_seg.shape)} '
-                                     f'does not match the target input size {(h, w)} (pseudo labels must be '
-                                     'saved at the size M is run at)')
-                lbl = s.gt_sem_seg.data.long().reshape(h, w)
-            else:  # a sample without pseudo labels contributes nothing
-                lbl = torch.full((h, w), 255, dtype=torch.long, device=device)
-            labels.append(lbl)
-            if 'pseudo_weight' in s:
-                any_weight = True
-                wt = s.pseudo_weight.data.float()[0]
-                # the preprocessor pads labels (bottom/right) to the batch shape but not weights: pad alike
-                wt = F.pad(wt, (0, w - wt.shape[-1], 0, h - wt.shape[-2]), value=0.)
-            else:
-                wt = torch.ones((h, w), device=device)
-            weights.append(wt)
-        return torch.stack(labels), (torch.stack(weights) if any_weight else None)
-
     def _ssl_losses(self, up: Tensor, feats, aux_heads: list, labels: Tensor, weights: Optional[Tensor]) -> dict:
         """The pseudo-label cross-entropy of the upsampled logits ``up`` and, from ``feats``, of each auxiliary head
         (as MMSeg trains them on labels: the same CE times the head's ``loss_weight``), each times ``lambda_ssl``."""
@@ -336,7 +292,7 @@ class BDLSegmentor(BaseModel):
                              'training images (MMSeg pads them); size_divisor=1 pads nothing')
         src = self.data_preprocessor(data['source'], True)
         num_classes = _unwrap(self.segmentor).decode_head.out_channels
-        _check_label_values(src['data_samples'], num_classes, 'seg_map_path')
+        check_label_values(src['data_samples'], num_classes, 'seg_map_path')
         tgt = None if source_only else self.data_preprocessor(data['target'], True)
         adversarial = self.adversarial and not source_only
         log_vars = dict()
@@ -360,8 +316,8 @@ class BDLSegmentor(BaseModel):
             tgt_logits = None
             if not source_only:
                 tgt_shape = tgt['inputs'].shape[2:]
-                _check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
-                pseudo, pseudo_w = self._pseudo_labels(tgt['data_samples'], tgt_shape)
+                check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
+                pseudo, pseudo_w = stack_pseudo_labels(tgt['data_samples'], tgt_shape)
                 mix = pseudo is not None and self.class_mix
                 if mix:  # the pseudo labels train M on the mixed images (below), not on the plain target
                     mixed = self._class_mix(src, tgt['inputs'], pseudo, pseudo_w)
