@@ -59,15 +59,14 @@ def load(paths) -> dict:
 
 
 def recipe_checks(row: dict) -> dict:
-    """A family row of a study -> the later-stage checks (None where the study lacks what a check reads)."""
+    """A family row of a study -> its later-stage checks (the study's own, from ``shift_study.summarise``) and
+    its worst SSL round (None where the study lacks what a check reads)."""
     changes = [c['mean'] for c in (row.get('changes') or {}).values() if c['kind'] == 'ssl' and c['mean'] is not None]
-    col = {k: v.get('mean') for k, v in (row.get('columns') or {}).items()}
-    final, best, reinhard = col.get('BDL'), col.get('BDL:best'), col.get('reinhard')
-    return dict(
-        worst_ssl_round=min(changes) if changes else None,
-        ssl_rounds_hold=None if not changes else min(changes) >= -SSL_DROP_LIMIT,
-        final_within_1_of_best=None if final is None or best is None else best - final <= 1.0,
-        final_at_or_above_colour_transfer=None if final is None or reinhard is None else final >= reinhard)
+    checks = row.get('checks') or {}
+    return dict(worst_ssl_round=min(changes) if changes else None,
+                ssl_rounds_hold=checks.get('ssl_rounds_hold'),
+                final_within_1_of_best=checks.get('final_within_1_of_best'),
+                final_at_or_above_colour_transfer=checks.get('matches_colour_transfer'))
 
 
 def compare(studies: dict) -> dict:

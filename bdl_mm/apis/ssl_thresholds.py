@@ -92,23 +92,22 @@ def median_from_histogram(hist: np.ndarray) -> np.ndarray:
     return _order_statistics(hist, lambda n: ((n - 1) // 2, n // 2))
 
 
-def release_median_from_histogram(hist: np.ndarray) -> np.ndarray:
-    """Per-class "median" as the release's ``SSL.py`` takes it: ``np.sort(x)[np.int(np.round(len(x) * 0.5))]``,
-    the sample at index ``round(n / 2)`` (numpy rounds half to even: n = 3 gives index 2, the largest of three);
-    ``nan`` if empty."""
-    return _order_statistics(hist, lambda n: (int(np.round(n * 0.5)), ))
-
-
-MEDIANS = dict(release=release_median_from_histogram, numpy=median_from_histogram)
-
-
 def portion_from_histogram(hist: np.ndarray, portion: float) -> np.ndarray:
     """Per class, the confidence above which the top ``portion`` of its pixels lie: the sample at sorted index
-    ``min(round(n * (1 - portion)), n - 1)`` (the release's rounding; ``portion=0.5`` gives
-    :func:`release_median_from_histogram`); ``nan`` if empty."""
+    ``min(round(n * (1 - portion)), n - 1)``, numpy's rounding as the release's ``SSL.py``; ``nan`` if empty."""
     if not 0.0 < float(portion) <= 1.0:
         raise ValueError(f'portion must be in (0, 1], got {portion}')
     return _order_statistics(hist, lambda n: (min(int(np.round(n * (1.0 - portion))), n - 1), ))
+
+
+def release_median_from_histogram(hist: np.ndarray) -> np.ndarray:
+    """Per-class "median" as the release's ``SSL.py`` takes it: ``np.sort(x)[np.int(np.round(len(x) * 0.5))]``,
+    the sample at index ``round(n / 2)`` (numpy rounds half to even: n = 3 gives index 2, the largest of three);
+    ``nan`` if empty. It is the top half's least confidence: :func:`portion_from_histogram` at 0.5."""
+    return portion_from_histogram(hist, 0.5)
+
+
+MEDIANS = dict(release=release_median_from_histogram, numpy=median_from_histogram)
 
 
 def class_median_thresholds(hist: np.ndarray, threshold: float = 0.9, median: str = 'numpy',

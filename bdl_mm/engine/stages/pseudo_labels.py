@@ -20,11 +20,6 @@ def run_pseudo_label(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     return result
 
 
-def ssl_round_index(stage: Stage, N: int) -> int:
-    """1-based count of the SSL round a pseudo-label stage serves over the whole track: (k - 1) * N + i."""
-    return (stage.k - 1) * N + stage.i
-
-
 def round_settings(settings: dict, stage: Stage, N: int) -> dict:
     """The labelling settings of one SSL round. ``portion_step`` (a switch of this project, off in the release):
     the class-balanced ``portion`` grows by it each SSL round, as CBST's portions do (Zou et al. 2018), capped at
@@ -34,7 +29,7 @@ def round_settings(settings: dict, stage: Stage, N: int) -> dict:
     if step is not None:
         if settings.get('portion') is None:
             raise ValueError('train_cfg.stages.pseudo_label.portion_step needs a starting portion')
-        r = ssl_round_index(stage, N)
+        r = (stage.k - 1) * N + stage.i  # the SSL round over the whole track, from 1
         settings['portion'] = round(min(float(settings['portion']) + (r - 1) * float(step), 1.0), 6)
     return settings
 
