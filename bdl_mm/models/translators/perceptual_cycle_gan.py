@@ -1,7 +1,7 @@
 # Copyright (c) bdl_mm contributors.
 """Translation model F of BDL (Eq. 2): MMagic's CycleGAN plus a perceptual loss through a frozen M."""
 import copy
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -9,14 +9,11 @@ import torch.nn.functional as F
 from mmagic.models.editors.cyclegan import CycleGAN
 from mmagic.models.utils import set_requires_grad
 from mmagic.registry import MODELS
-from mmengine.config import Config
-from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
-from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
-from mmseg.registry import MODELS as SEG_MODELS
 
-from ..decode_heads.deeplabv2_head import check_classifier_checkpoint
 from .conv_bn_fold import fold_conv_bn
+from .frozen_segmentor import build_frozen_segmentor
+from .structure_loss import parse_structure_loss, structure_losses
 
 DISTANCES = ('mse_instance_norm', 'l1')
 BATCH_MODES = ('split', 'joint', 'none')
@@ -45,52 +42,6 @@ def _order(value: Optional[str], name: str) -> str:
     if order not in ('BGR', 'RGB'):
         raise ValueError(f"{name} must be 'BGR' or 'RGB', got {value!r}")
     return order
-
-
-def build_frozen_segmentor(config: Union[str, dict], checkpoint: Optional[str] = None) -> nn.Module:
-    """Build an MMSeg segmentor from a model config dict or an MMSeg config file, load its checkpoint, freeze it.
-
-    A BDL training checkpoint (``segmentor.*``, ``discriminator.*``) loads either into the plain segmentor config
-    (only ``segmentor.*`` is used) or into a wrapper config (``BDLSegmentor``), which is then unwrapped to its
-    ``segmentor``. ``module.`` prefixes (DDP) are stripped. Loading is strict. The returned module is in eval
-    mode with ``requires_grad=False`` on every parameter.
-    """
-    if isinstance(config, str):
-        model_cfg = Config.fromfile(config).get('model', None)
-        if model_cfg is None:
-            raise ValueError(f'segmentor config file {config} has no `model` entry')
-    else:
-        model_cfg = config
-    model_cfg = copy.deepcopy(dict(model_cfg))
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = SEG_MODELS.build(model_cfg)
-    if checkpoint is not None:
-        check_classifier_checkpoint(model_cfg, checkpoint, 'model.segmentor.checkpoint')
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
-        state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-        if not set(state_dict) & set(model.state_dict()) and any(k.startswith('segmentor.') for k in state_dict):
-            # A BDLSegmentor checkpoint (segmentor.*, discriminator.*) for a plain segmentor config.
-            state_dict = {k[len('segmentor.'):]: v for k, v in state_dict.items() if k.startswith('segmentor.')}
-        try:
-            load_state_dict(model, state_dict, strict=True)
-        except RuntimeError as e:
-            msg = ' '.join(str(e).split())
-            raise ValueError(f'segmentor checkpoint {checkpoint} does not fit the segmentor config '
-                             f'({type(model).__name__}): {msg}') from None
-    else:
-        model.init_weights()
-        print_log('PerceptualCycleGAN: the segmentor M has no checkpoint; the perceptual loss uses its initial '
-                  'weights (set model.segmentor.checkpoint to M(k-1))', logger='current', level=30)
-    inner = getattr(model, 'segmentor', None)
-    if isinstance(inner, nn.Module) and hasattr(inner, 'decode_head'):
-        # A wrapper such as BDLSegmentor: keep the normalisation of the outer model if the inner has none.
-        if not getattr(inner.data_preprocessor, '_enable_normalize', False):
-            inner.data_preprocessor = model.data_preprocessor
-        model = inner
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 @MODELS.register_module()
@@ -131,6 +82,9 @@ class PerceptualCycleGAN(CycleGAN):
             memory format (``'auto'``: on the CPU only, where it was measured faster). Missing keys take these
             values. ``None`` or both lambdas 0 disables the loss: the model is then exactly MMagic's CycleGAN (and
             needs no segmentor).
+        structure_loss (dict, optional): ``dict(weight=..., scale=4)``: also keep each translation's edges where its
+            input's are (``loss_struct_<domain>``, :mod:`.structure_loss`; not in the paper or the release). ``None``
+            (default) is off.
         update_order (str): ``'discriminators_first'`` (default): MMagic's ``train_step``, unchanged (D update,
             then G update). ``'generators_first'``: the release's ``optimize_parameters`` (G update with the
             current D, then D update on the same, detached, generated images through the image pool).
@@ -142,6 +96,7 @@ class PerceptualCycleGAN(CycleGAN):
                  segmentor: Optional[dict] = None,
                  seg_input: Optional[dict] = None,
                  perceptual_loss: Optional[dict] = PERCEPTUAL_DEFAULTS,
+                 structure_loss: Optional[dict] = None,
                  update_order: str = 'discriminators_first',
                  **kwargs):
         # Unscoped generator/discriminator/preprocessor types are MMagic's, whatever the config's default scope.
@@ -178,6 +133,7 @@ class PerceptualCycleGAN(CycleGAN):
         self.distance = per['distance']
         self.batch_mode = per['batch_mode']
         self.with_perceptual = self.lambda_per != 0 or self.lambda_per_recon != 0
+        self.structure_weight, self.structure_scale = parse_structure_loss(structure_loss)
 
         # M lives in __dict__ only (see class docstring); so does its copy that runs the loss (loss_segmentor).
         self.__dict__['segmentor'] = None
@@ -356,15 +312,19 @@ class PerceptualCycleGAN(CycleGAN):
                 for (name, weight, src, _), pred in zip(terms, fake_logits)}
 
     def _get_gen_loss(self, outputs):
-        """MMagic's generator loss plus the perceptual terms, logged by name (``loss_per_*``)."""
+        """MMagic's generator loss plus the perceptual and structure terms, logged by name (``loss_per_*``,
+        ``loss_struct_*``)."""
         loss_g, log_vars_g = super()._get_gen_loss(outputs)
-        if not self.with_perceptual:
+        terms = self._get_perceptual_loss(outputs) if self.with_perceptual else {}
+        terms.update(structure_losses(outputs, self._reachable_domains, self._get_opposite_domain,
+                                      self.structure_weight, self.structure_scale))
+        if not terms:
             return loss_g, log_vars_g
-        loss_per, log_vars_per = self.parse_losses(self._get_perceptual_loss(outputs))
-        log_vars_per.pop('loss')
-        log_vars_g.update(log_vars_per)
-        log_vars_g['loss'] = log_vars_g['loss'] + loss_per.detach()
-        return loss_g + loss_per, log_vars_g
+        loss_more, log_vars_more = self.parse_losses(terms)
+        log_vars_more.pop('loss')
+        log_vars_g.update(log_vars_more)
+        log_vars_g['loss'] = log_vars_g['loss'] + loss_more.detach()
+        return loss_g + loss_more, log_vars_g
 
     # ------------------------------------------------------------------ training step
     def train_step(self, data: dict, optim_wrapper):
