@@ -185,3 +185,15 @@ def test_image_folders_and_config_paths(toy_cfg):
     assert resolve_config_path(toy_cfg.train_cfg.stages.translation.config, TOY).startswith(ROOT)
     with pytest.raises(FileNotFoundError, match=r'^train_cfg\.stages\.translation\.config: no such file: nowhere'):
         resolve_config_path('nowhere.py', TOY)
+
+
+def test_structure_loss_reaches_f_from_the_command_line(toy_cfg):
+    """``--cfg-options train_cfg.stages.translation.cfg_options.model.structure_loss.weight=1`` (the switch of ledger
+    row 15) lands in F's config next to its perceptual loss, which it leaves as it is."""
+    cfg = copy.deepcopy(toy_cfg)
+    cfg.merge_from_dict({'train_cfg.stages.translation.cfg_options.model.structure_loss.weight': 1.})
+    configs = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), '/w/run')
+    f = configs.translation_cfg(configs.plan.get('k1/translation'), '/w/run/m0/segmentor.pth')
+    assert f.model.structure_loss == dict(weight=1.)
+    plain = builder(toy_cfg).translation_cfg(configs.plan.get('k1/translation'), '/w/run/m0/segmentor.pth')
+    assert 'structure_loss' not in plain.model and f.model.perceptual_loss == plain.model.perceptual_loss
