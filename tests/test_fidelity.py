@@ -137,7 +137,7 @@ def test_released_deeplab_gives_published_forward(rel, released):
     m_cfg = m_of(rel)
     check_classifier_checkpoint(m_cfg, released['path'])  # fits: no error
     if rel.startswith('translation/'):
-        from bdl_mm.models.translators.perceptual_cycle_gan import build_frozen_segmentor
+        from bdl_mm.models.translators.frozen_segmentor import build_frozen_segmentor
         model = build_frozen_segmentor(m_cfg, released['path'])  # strict loading inside
     else:
         model = build(m_cfg).eval()

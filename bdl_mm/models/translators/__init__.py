@@ -1,7 +1,8 @@
 # Copyright (c) bdl_mm contributors.
 from .colour_transfer import ReinhardColourTransfer
 from .fda_translator import FDATranslator
-from .perceptual_cycle_gan import PerceptualCycleGAN, build_frozen_segmentor
+from .frozen_segmentor import build_frozen_segmentor
+from .perceptual_cycle_gan import PerceptualCycleGAN
 from .translation_baseline import TranslationBaseline, baseline_from_record, baseline_types, build_baseline
 
 __all__ = [
