@@ -19,8 +19,8 @@ For each: ``flops`` (``torch.utils.flop_counter``: forward and backward, one ste
 ``torch.distributed._tools.mem_tracker.MemTracker``: parameters,
 gradients, optimiser state, activations and temporaries; this is what a GPU's allocator must hold, give or take
 its caching and cuDNN workspaces), ``process_peak_gib`` (the process's peak resident memory, VmHWM, model
-building included), ``seconds`` (CPU seconds of the first step, ``time.process_time``; on CUDA the wall time of a
-step after it), and for the training kinds ``checkpoint_mib``: the size of a checkpoint (weights, optimiser state;
+building included), ``seconds`` (CPU seconds of the first step, ``time.process_time``; on CUDA the mean wall time of
+``--repeat`` steps after a warm-up step), and for the training kinds ``checkpoint_mib``: the size of a checkpoint (weights, optimiser state;
 F's with its two image pools full, as ``ImagePoolCheckpointHook`` saves them). FLOPs and memory are measured on the
 second step, which holds the optimiser state. ``docs/benchmarks.md`` turns these into the hardware table.
 
@@ -28,6 +28,7 @@ second step, which holds the optimiser state. ``docs/benchmarks.md`` turns these
 schedule: M's iterations, F's epochs x max(#source, #target) images, one image per source or target image for S'
 and pseudo labels, with the released data sets' sizes) and the GPU-hours they take at that sustained throughput per
 GPU, on 1, 4 and 8 GPUs with ideal scaling. Evaluation and data loading are left out.
+Records measured with ``--device cuda`` also give the whole plan's hours at their measured step times on that GPU.
 """
 import argparse
 import copy
@@ -88,12 +89,14 @@ def schedule(config):
 def estimate(records, throughput_tflops):
     """GPU-hours of each config's whole plan: its measured FLOPs per step or image x the schedule's count, at the
     assumed sustained throughput, on 1, 4 and 8 GPUs (ideal scaling: every stage splits its work evenly)."""
-    rows = {}
+    rows, timed = {}, {}
     for rec in records:
         if 'flops' not in rec:
             continue
         per_unit = rec['flops'] / rec.get('batch', 1)  # F: FLOPs per image (measured at --f-batch)
         rows.setdefault(rec['config'], {})[rec['kind']] = per_unit
+        if rec.get('device') == 'cuda':  # wall seconds per step or image on the GPU that measured them
+            timed.setdefault(rec['config'], {})[rec['kind']] = rec['seconds'] / rec.get('batch', 1)
     out = {}
     for config, flops in rows.items():
         units = schedule(config)
@@ -101,6 +104,11 @@ def estimate(records, throughput_tflops):
         hours = total / (throughput_tflops * 1e12) / 3600
         out[config] = dict(pflop=round(total / 1e15, 1), missing=[k for k in units if k not in flops],
                            gpu_hours={g: round(hours / g, 1) for g in (1, 4, 8)}, units=units)
+        secs = timed.get(config, {})
+        if secs and all(k in secs for k in units):
+            # measured: the GPU's own step times x the schedule (one GPU; data loading and evaluation left out)
+            out[config]['measured_gpu_hours'] = round(sum(secs[k] * n for k, n in units.items()) / 3600, 1)
+            out[config]['measured_hours_by_kind'] = {k: round(secs[k] * n / 3600, 2) for k, n in units.items()}
     return out
 
 
@@ -111,6 +119,8 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])
     p.add_argument('--f-batch', type=int, default=1,
                    help="F's batch per process (default 1: one GPU's share of the release's batch of 4 on 4 GPUs)")
+    p.add_argument('--repeat', type=int, default=1,
+                   help='on CUDA: time the mean of this many steps after a warm-up (default 1)')
     p.add_argument('--json', help='write every measurement to this file (a list of records)')
     p.add_argument('--estimate', metavar='TFLOPS', type=float,
                    help='also estimate the GPU-hours of each whole plan at this sustained throughput per GPU')
@@ -250,17 +260,19 @@ def optimizers(optim):
     return [w.optimizer for w in optim.values()] if hasattr(optim, 'values') else [optim.optimizer]
 
 
-def measure(fn, device, model=None, optims=()):
+def measure(fn, device, model=None, optims=(), repeat=1):
     """A timed call (the first: it also creates the optimiser state), then one under the FLOP counter and the
-    tensor tracker, which so sees the optimiser state that every later step holds."""
+    tensor tracker, which so sees the optimiser state that every later step holds. On CUDA: a warm-up call, then
+    the mean wall time of ``repeat`` calls."""
     from torch.utils.flop_counter import FlopCounterMode
     if device == 'cuda':
         fn()  # warm-up (cuDNN autotuning, allocator)
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        fn()
+        for _ in range(repeat):
+            fn()
         torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = (time.perf_counter() - t0) / repeat
         torch.cuda.reset_peak_memory_stats()
     else:
         t0 = time.process_time()
@@ -274,20 +286,20 @@ def measure(fn, device, model=None, optims=()):
         fn()
     peak = tracker.get_tracker_snapshot('peak')
     alloc = max(d.get('Total', 0) for d in peak.values()) if peak else 0
-    out = dict(seconds=round(seconds, 2), flops=flops.get_total_flops(), alloc_peak_gib=round(alloc / GIB, 3))
+    out = dict(seconds=round(seconds, 4 if device == 'cuda' else 2), flops=flops.get_total_flops(), alloc_peak_gib=round(alloc / GIB, 3))
     if device == 'cuda':
         out['cuda_max_allocated_gib'] = round(torch.cuda.max_memory_allocated() / GIB, 3)
     return out
 
 
-def probe(config, kind, device, f_batch=1):
+def probe(config, kind, device, f_batch=1, repeat=1):
     from mmengine.registry import DefaultScope
     # the probe sets mmseg's and mmagic's default scopes; the caller's comes back after it
     with tempfile.TemporaryDirectory(prefix='bdl_hw_') as work_dir, DefaultScope.overwrite_default_scope('mmseg'):
-        return _probe(config, kind, device, f_batch, work_dir)
+        return _probe(config, kind, device, f_batch, work_dir, repeat)
 
 
-def _probe(config, kind, device, f_batch, work_dir):
+def _probe(config, kind, device, f_batch, work_dir, repeat=1):
     configs, plan = stage_configs(config, work_dir)
     torch.manual_seed(0)
     rec = dict(config=config, kind=kind, device=device)
@@ -295,7 +307,7 @@ def _probe(config, kind, device, f_batch, work_dir):
         return dict(rec, skipped='not in this plan')
     if kind in ('source_only', 'adaptation', 'ssl_adaptation'):
         model, optim, step = m_step_setup(configs, plan, kind, device)
-        rec.update(measure(step, device, model, optimizers(optim)))
+        rec.update(measure(step, device, model, optimizers(optim), repeat))
         rec['checkpoint_mib'] = round(checkpoint_bytes(model, optim) / 2**20, 1)
     elif kind == 'translation':
         f = f_setup(configs, plan, device, f_batch)
@@ -303,7 +315,7 @@ def _probe(config, kind, device, f_batch, work_dir):
             return dict(rec, skipped='a translation baseline: nothing is trained')
         rec['batch'] = f_batch
         model, optim, step, _, crop = f
-        rec.update(measure(step, device, model, optimizers(optim)))
+        rec.update(measure(step, device, model, optimizers(optim), repeat))
         pools = {}
         for domain, buf in (getattr(model, 'image_buffers', None) or {}).items():
             pools[domain] = [torch.zeros(3, *crop) for _ in range(buf.buffer_size)]  # full pools of F's crops
@@ -320,7 +332,7 @@ def _probe(config, kind, device, f_batch, work_dir):
         gen.eval()
         x = torch.rand(1, 3, h // 4 * 4, w, device=device) * 2 - 1
         with torch.no_grad():
-            rec.update(measure(lambda: gen(x), device))
+            rec.update(measure(lambda: gen(x), device, repeat=repeat))
         rec['image_size'] = [w, h]
     elif kind == 'pseudo_label':
         m_cfg = configs.m_stage_cfg(first_stage(plan, 'source_only'))
@@ -332,7 +344,7 @@ def _probe(config, kind, device, f_batch, work_dir):
             def fn():
                 data = seg.data_preprocessor(copy.deepcopy(batch), False)
                 return seg.encode_decode(data['inputs'], [s.metainfo for s in data['data_samples']]).softmax(1)
-            rec.update(measure(fn, device))
+            rec.update(measure(fn, device, repeat=repeat))
         rec['image_size'] = [w, h]
     rec['process_peak_gib'] = round(vm_hwm_gib(), 2)
     return rec
@@ -342,7 +354,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.probe:
         config, kind = args.probe.split('::')
-        print('RESULT ' + json.dumps(probe(config, kind, args.device, args.f_batch)), flush=True)
+        print('RESULT ' + json.dumps(probe(config, kind, args.device, args.f_batch, args.repeat)), flush=True)
         return
     if args.from_json:
         records = json.load(open(args.from_json))
@@ -352,7 +364,7 @@ def main(argv=None):
     for config in args.configs:
         for kind in args.kinds:
             cmd = [sys.executable, osp.abspath(__file__), config, '--device', args.device, '--f-batch',
-                   str(args.f_batch), '--probe',
+                   str(args.f_batch), '--repeat', str(args.repeat), '--probe',
                    f'{config}::{kind}']
             out = subprocess.run(cmd, capture_output=True, text=True)
             lines = [ln for ln in out.stdout.splitlines() if ln.startswith('RESULT ')]
@@ -383,6 +395,9 @@ def print_estimate(records, throughput):
             continue
         print(f'{config}: {e["pflop"]} PFLOP for the whole plan; at {throughput} TFLOP/s per GPU: '
               + ', '.join(f'{h} h on {g} GPU{"s" if g > 1 else ""}' for g, h in e['gpu_hours'].items()))
+        if 'measured_gpu_hours' in e:
+            print(f'{config}: at the measured CUDA step times, {e["measured_gpu_hours"]} h on that one GPU ('
+                  + ', '.join(f'{k} {h} h' for k, h in e['measured_hours_by_kind'].items()) + ')')
 
 
 if __name__ == '__main__':

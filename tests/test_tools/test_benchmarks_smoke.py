@@ -147,3 +147,23 @@ def test_hardware_estimate_by_hand(capsys):
     hw.print_estimate(records[1:], 10.0)
     out = capsys.readouterr().out
     assert out.startswith(f'{TOY}: no estimate, stage kinds not measured: {list(units)[0]}') and ' h on ' not in out
+
+
+def test_hardware_estimate_measured_hours(capsys):
+    """Records measured on CUDA also give the whole plan's hours at their own step times (seconds per unit x the
+    plan's units); CPU records give none (their seconds are CPU time of a first step, not a GPU's pace)."""
+    hw = load_tool('benchmark_hardware.py')
+    units = hw.schedule(TOY)
+    records = [dict(config=TOY, kind=k, flops=1e12, seconds=0.5 * (i + 1), device='cuda')
+               for i, k in enumerate(units)]
+    records[0]['batch'] = 4  # F-style: a step of 4 images is 4 units
+    est = hw.estimate(records, 10.0)[TOY]
+    by_kind = {k: 0.5 * (i + 1) / (4 if i == 0 else 1) * n / 3600 for i, (k, n) in enumerate(units.items())}
+    assert est['measured_hours_by_kind'] == {k: round(h, 2) for k, h in by_kind.items()}
+    assert est['measured_gpu_hours'] == round(sum(by_kind.values()), 1) > 0
+    hw.print_estimate(records, 10.0)
+    assert f'{TOY}: at the measured CUDA step times, {est["measured_gpu_hours"]} h on that one GPU' in \
+        capsys.readouterr().out
+    cpu = [dict(r, device='cpu') for r in records]
+    assert 'measured_gpu_hours' not in hw.estimate(cpu, 10.0)[TOY]
+    assert 'measured_gpu_hours' not in hw.estimate(records[1:], 10.0)[TOY]  # a kind missing: no hours
