@@ -130,11 +130,18 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     recipe = load('_base_', 'recipes', 'robust_ssl.py')
     assert release.train_cfg.m_init in ('initial', 'source_only') and not release.model.get('class_mix', False)
     assert robust.train_cfg.m_init == 'previous' and robust.model.class_mix is True
-    assert plain(recipe.robust_train_cfg) == dict(m_init='previous') and plain(recipe.robust_model) == dict(
+    structure = dict(weight=5., scale=1)  # F keeps the source's edges (ledger row R3)
+    assert plain(recipe.robust_train_cfg) == dict(m_init='previous', stages=dict(translation=dict(
+        cfg_options=dict(model=dict(structure_loss=structure))))) and plain(recipe.robust_model) == dict(
         class_mix=True)
+    assert plain(robust.train_cfg.stages.translation.cfg_options.model.structure_loss) == structure
+    assert 'structure_loss' not in (release.train_cfg.stages.translation.cfg_options.get('model') or {})
     for cfg in (release, robust):  # everything else is the flagship's
         cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None)
-        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None)
+        (cfg.train_cfg.stages.translation.cfg_options.get('model') or {}).pop('structure_loss', None)
+        if not cfg.train_cfg.stages.translation.cfg_options.get('model', True):
+            cfg.train_cfg.stages.translation.cfg_options.pop('model')  # the release's real configs have no model key
+        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None), cfg.pop('robust_structure_loss', None)
     assert plain(robust.train_cfg) == plain(release.train_cfg) and plain(robust.model) == plain(release.model)
     assert plain(robust) == plain(release)
     # the plan: every M continues from the M before it
