@@ -20,8 +20,8 @@ For each: ``flops`` (``torch.utils.flop_counter``: forward and backward, one ste
 gradients, optimiser state, activations and temporaries; this is what a GPU's allocator must hold, give or take
 its caching and cuDNN workspaces), ``process_peak_gib`` (the process's peak resident memory, VmHWM, model
 building included), ``seconds`` (CPU seconds of the first step, ``time.process_time``; on CUDA the mean wall time of
-``--repeat`` steps after a warm-up step), and for the training kinds ``checkpoint_mib``: the size of a checkpoint (weights, optimiser state;
-F's with its two image pools full, as ``ImagePoolCheckpointHook`` saves them). FLOPs and memory are measured on the
+``--repeat`` steps after a warm-up step), and for the training kinds ``checkpoint_mib``: the size of a checkpoint
+(weights, optimiser state; F's with its two image pools full, as ``ImagePoolCheckpointHook`` saves them). FLOPs and memory are measured on the
 second step, which holds the optimiser state. ``docs/benchmarks.md`` turns these into the hardware table.
 
 ``--estimate TFLOPS``: the whole plan's FLOPs (each kind's FLOPs per step or image x its count at the release's
@@ -286,7 +286,8 @@ def measure(fn, device, model=None, optims=(), repeat=1):
         fn()
     peak = tracker.get_tracker_snapshot('peak')
     alloc = max(d.get('Total', 0) for d in peak.values()) if peak else 0
-    out = dict(seconds=round(seconds, 4 if device == 'cuda' else 2), flops=flops.get_total_flops(), alloc_peak_gib=round(alloc / GIB, 3))
+    out = dict(seconds=round(seconds, 4 if device == 'cuda' else 2), flops=flops.get_total_flops(),
+               alloc_peak_gib=round(alloc / GIB, 3))
     if device == 'cuda':
         out['cuda_max_allocated_gib'] = round(torch.cuda.max_memory_allocated() / GIB, 3)
     return out
