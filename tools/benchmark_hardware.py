@@ -21,8 +21,9 @@ gradients, optimiser state, activations and temporaries; this is what a GPU's al
 its caching and cuDNN workspaces), ``process_peak_gib`` (the process's peak resident memory, VmHWM, model
 building included), ``seconds`` (CPU seconds of the first step, ``time.process_time``; on CUDA the mean wall time of
 ``--repeat`` steps after a warm-up step), and for the training kinds ``checkpoint_mib``: the size of a checkpoint
-(weights, optimiser state; F's with its two image pools full, as ``ImagePoolCheckpointHook`` saves them). FLOPs and memory are measured on the
-second step, which holds the optimiser state. ``docs/benchmarks.md`` turns these into the hardware table.
+(weights, optimiser state; F's with its two image pools full, as ``ImagePoolCheckpointHook`` saves them). FLOPs and
+memory are measured on the second step, which holds the optimiser state. ``docs/benchmarks.md`` turns these into the
+hardware table.
 
 ``--estimate TFLOPS``: the whole plan's FLOPs (each kind's FLOPs per step or image x its count at the release's
 schedule: M's iterations, F's epochs x max(#source, #target) images, one image per source or target image for S'
