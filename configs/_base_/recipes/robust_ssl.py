@@ -9,8 +9,6 @@
 #     capped at 0.9);
 #   - F's structure loss at full resolution (weight 5, scale 1): F keeps the source's edges, so S' = F(S) stays
 #     aligned with the source labels where the target's layout differs (the toy's texture_layout).
-robust_structure_loss = dict(weight=5., scale=1)
 robust_train_cfg = dict(
-    m_init='previous',
-    stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=robust_structure_loss)))))
+    m_init='previous', stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=dict(weight=5., scale=1))))))
 robust_model = dict(class_mix=True)
