@@ -11,9 +11,10 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner.checkpoint import _load_checkpoint
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+
+from ..utils.weights import checkpoint_weights
 
 __all__ = ['m_model_cfg', 'm_input_format', 'check_m_classes', 'build_m', 'm_input_shape', 'random_batch']
 
@@ -114,9 +115,7 @@ def build_m(cfg: Union[str, Config], checkpoint: Optional[str] = None,
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(m_model_cfg(cfg))
     if checkpoint is not None:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
-        state = ckpt.get('state_dict', ckpt)
-        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+        state = checkpoint_weights(checkpoint)
         if any(k.startswith('segmentor.') for k in state):
             state = {k[len('segmentor.'):]: v for k, v in state.items() if k.startswith('segmentor.')}
         missing, unexpected = model.load_state_dict(state, strict=False)

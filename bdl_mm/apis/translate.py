@@ -17,13 +17,13 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
-from mmengine.runner.checkpoint import _load_checkpoint
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..datasets.transforms.scale_width import scale_width as _scale_width
 from ..models.translators.translation_baseline import TranslationBaseline
 from ..utils.atomic_io import atomic_write_bytes, remove_stale_tmp
+from ..utils.weights import checkpoint_weights
 
 __all__ = ['load_translator', 'translate_dataset', 'list_images', 'training_width']
 
@@ -54,9 +54,7 @@ def load_translator(config: Union[str, Config, dict], checkpoint: Optional[str] 
     with DefaultScope.overwrite_default_scope('mmagic'):
         model = MODELS.build(model_cfg)
     if checkpoint is not None:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+        state = checkpoint_weights(checkpoint)
         own = model.state_dict()
         # The discriminators are not needed to translate: a generators-only checkpoint is fine.
         missing = [k for k in own if k not in state and not k.startswith('discriminators.')]

@@ -7,9 +7,10 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
-from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+from mmengine.runner.checkpoint import load_state_dict
 from mmseg.registry import MODELS as SEG_MODELS
 
+from ...utils.weights import checkpoint_weights
 from ..decode_heads.deeplabv2_head import check_classifier_checkpoint
 
 
@@ -32,9 +33,7 @@ def build_frozen_segmentor(config: Union[str, dict], checkpoint: Optional[str] =
         model = SEG_MODELS.build(model_cfg)
     if checkpoint is not None:
         check_classifier_checkpoint(model_cfg, checkpoint, 'model.segmentor.checkpoint')
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu', logger='current')
-        state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+        state_dict = checkpoint_weights(checkpoint)
         if not set(state_dict) & set(model.state_dict()) and any(k.startswith('segmentor.') for k in state_dict):
             # A BDLSegmentor checkpoint (segmentor.*, discriminator.*) for a plain segmentor config.
             state_dict = {k[len('segmentor.'):]: v for k, v in state_dict.items() if k.startswith('segmentor.')}
