@@ -9,6 +9,7 @@ Algorithm 1. A run (the loop) walks the plan and hands each stage the results of
     k{k}/translate          S'(k) = F(k)(S)
     k{k}/m0                 M_0(k) on S'(k) + T
     k{k}/ssl{i}, k{k}/m{i}  pseudo labels of T from M_(i-1)(k), then M_i(k) on S'(k) + T + pseudo labels
+                            (train_cfg.ssl_from_previous_round: k{k}/ssl0 from M(k-1) for M_0(k), k >= 2)
     ref/oracle, ref/<track>/...   the reference rows (train_cfg.references), after the run's own stages
 
 Nothing here trains or reads a file: the module imports the standard library and ``mmengine.config`` only.
@@ -112,6 +113,7 @@ class Plan:
     use_ssl: bool = True
     perceptual: bool = True
     m_init: str = 'initial'
+    ssl_from_previous_round: bool = False
     source_only_checkpoint: Optional[str] = None
     stage_settings: Dict[str, ConfigDict] = dataclasses.field(default_factory=dict)
     references: dict = dataclasses.field(default_factory=lambda: dict(oracle=None, tracks={}))
@@ -220,16 +222,17 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 
 def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``,
-    ``use_translation``, ``use_ssl``, ``perceptual``, ``m_init``, ``source_only_checkpoint``, ``references``; other
-    keys are ignored; defaults as :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError (one line
-    naming the key) on a bad setting.
+    ``use_translation``, ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``,
+    ``source_only_checkpoint``, ``references``; other keys are ignored; defaults as
+    :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError (one line naming the key) on a bad setting.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
 
     - F(k) (translation) and the diagnostics of S'(k) use M(k-1): the last M of round k-1 (M(0) for k = 1);
       S'(k) (translate) applies F(k);
     - an M stage of round k trains on S'(k) where the track translates; M_i(k) (i >= 1) on the pseudo labels of
-      ``k{k}/ssl{i}``, made with M_(i-1)(k);
+      ``k{k}/ssl{i}``, made with M_(i-1)(k); with ``ssl_from_previous_round`` (and SSL), M_0(k), k >= 2, on those of
+      ``k{k}/ssl0``, made with M(k-1);
     - an adaptation M starts from ``m_init``: ``'initial'``: the initial weights; ``'source_only'``: M(0);
       ``'previous'``: M_0(k) from M(k-1), M_i(k) from M_(i-1)(k). M(0) starts from the initial weights; the oracle
       from M(0) with ``m_init='source_only'``, else from the initial weights.
@@ -249,6 +252,7 @@ def build_plan(train_cfg: dict) -> Plan:
     references = parse_references(cfg.get('references'), K, N, use_ssl)
     settings = dict(K=K, N=N, use_translation=use_translation, use_ssl=use_ssl,
                     perceptual=cfg.get('perceptual', True), m_init=m_init,
+                    ssl_from_previous_round=bool(cfg.get('ssl_from_previous_round', False)),
                     source_only_checkpoint=source_only_checkpoint,
                     stage_settings={kind: ConfigDict(stages.get(kind, {})) for kind in STAGE_KINDS},
                     references=references)
@@ -278,7 +282,7 @@ def _track_plan(plan: Plan, track: str, K: int, N: int, use_translation: bool, u
                               previous_m=m_of_round[k - 1])]
         for i in range(0, N + 1 if use_ssl else 1):
             pseudo = None
-            if i > 0:
+            if i > 0 or (k > 1 and use_ssl and plan.ssl_from_previous_round):
                 pseudo = f'{prefix}k{k}/ssl{i}'
                 stages.append(_stage(plan, pseudo, PSEUDO_LABEL, k, i, track=track, label_with=last_m))
             if plan.m_init == 'initial':
@@ -288,7 +292,7 @@ def _track_plan(plan: Plan, track: str, K: int, N: int, use_translation: bool, u
             else:
                 start = last_m if i > 0 else m_of_round[k - 1]
             last_m = f'{prefix}k{k}/m{i}'
-            stages.append(_stage(plan, last_m, ADAPTATION if i == 0 else SSL_ADAPTATION, k, i, track=track,
+            stages.append(_stage(plan, last_m, SSL_ADAPTATION if pseudo else ADAPTATION, k, i, track=track,
                                  start_from=start, translated=translated, pseudo_labels=pseudo))
         m_of_round[k] = last_m
     return stages
@@ -321,7 +325,7 @@ def describe(plan: Plan, stage: Stage) -> str:
     if stage.kind == ADAPTATION:
         return f'{m}M_0({k}) on {source} + T'
     if stage.kind == PSEUDO_LABEL:
-        return f'{m}pseudo labels of T from M_{i - 1}({k})'
+        return f'{m}pseudo labels of T from ' + (f'M_{i - 1}({k})' if i else f'{m}M({k - 1})')
     return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
 
 
@@ -335,7 +339,7 @@ def _model_name(plan: Plan, name: Optional[str]) -> str:
     stage = plan.get(name)
     k, m = stage.k, f'{stage.track}: ' if stage.track else ''
     what = {TRANSLATION: f'{m}F({k})', TRANSLATE: f"{m}S'({k})",
-            PSEUDO_LABEL: f'{m}T labelled by M_{stage.i - 1}({k})'}
+            PSEUDO_LABEL: f'{m}T labelled by ' + (f'M_{stage.i - 1}({k})' if stage.i else f'M({k - 1})')}
     return f'{what.get(stage.kind, stage.model_label)} [{name}]'
 
 
@@ -355,7 +359,8 @@ def format_plan(plan: Plan, units: Optional[Dict[str, dict]] = None) -> str:
     track_names = list(plan.references['tracks'])
     lines = [f'Algorithm 1: K={plan.K} rounds of F then M, N={plan.N if plan.use_ssl else 0} SSL rounds each '
              f'(use_translation={plan.use_translation}, use_ssl={plan.use_ssl}, perceptual={plan.perceptual}, '
-             f"m_init='{plan.m_init}'); {len(plan)} stages; final model: {plan.final_stage.model_label} "
+             f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}); "
+             f"{len(plan)} stages; final model: {plan.final_stage.model_label} "
              f'[{plan.final}]']
     if plan.references['oracle'] is not None or track_names:
         lines[0] += '; references: ' + ', '.join(([ORACLE] if plan.references['oracle'] is not None else [])

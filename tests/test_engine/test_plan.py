@@ -76,6 +76,33 @@ def test_m_init_previous_without_ssl_chains_the_rounds():
     assert plan.get('k3/translation').previous_m == 'k2/m0' and plan.final == 'k3/m0'
 
 
+def test_ssl_from_previous_round_labels_t_for_each_later_round_start():
+    """The switch adds k{k}/ssl0 (T labelled by M(k-1)) before M_0(k) for k >= 2 only, and M_0(k) becomes an SSL
+    stage on those labels; round 1, the reference tracks (K=1) and a run without SSL are unchanged."""
+    plan = plan_of(m_init='previous', ssl_from_previous_round=True, K=3, N=1,
+                   references=dict(oracle=dict(), reinhard=dict(translation=dict(type='Reinhard'))))
+    own = [s.name for s in plan if not s.track and s.kind != ORACLE]
+    assert own == ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1',
+                   'k2/translation', 'k2/translate', 'k2/ssl0', 'k2/m0', 'k2/ssl1', 'k2/m1',
+                   'k3/translation', 'k3/translate', 'k3/ssl0', 'k3/m0', 'k3/ssl1', 'k3/m1']
+    got = inputs(plan)
+    assert got['k1/m0'] == dict(start_from='m0', translated='k1/translate')
+    assert got['k2/ssl0'] == dict(label_with='k1/m1') and got['k3/ssl0'] == dict(label_with='k2/m1')
+    assert got['k2/m0'] == dict(start_from='k1/m1', translated='k2/translate', pseudo_labels='k2/ssl0')
+    assert [plan.get(n).kind for n in ('k1/m0', 'k2/ssl0', 'k2/m0')] == ['adaptation', 'pseudo_label',
+                                                                          'ssl_adaptation']
+    assert plan.get('k2/ssl0').what == 'pseudo labels of T from M(1)'
+    assert plan.get('k2/m0').what == "M_0(2) on S'(2) + T + pseudo labels" and plan.final == 'k3/m1'
+    assert [s.name for s in plan if s.track == 'reinhard'] == [
+        'ref/reinhard/k1/translation', 'ref/reinhard/k1/translate', 'ref/reinhard/k1/m0', 'ref/reinhard/k1/ssl1',
+        'ref/reinhard/k1/m1']
+    text = format_plan(plan)
+    assert "m_init='previous', ssl_from_previous_round=True)" in text
+    assert "T labelled by M(1) [k2/ssl0]" in text
+    assert 'ssl_from_previous_round' not in format_plan(plan_of())
+    assert plan_of(ssl_from_previous_round=True, use_ssl=False).names == plan_of(use_ssl=False).names
+
+
 @pytest.mark.parametrize('settings, names', [
     (dict(K=1, N=1), ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1']),
     (dict(K=1, use_ssl=False), ['m0', 'k1/translation', 'k1/translate', 'k1/m0']),
