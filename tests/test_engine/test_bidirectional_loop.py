@@ -276,6 +276,25 @@ def test_ablations_and_imported_source_only(toy, tmp_path):
     assert not any(torch.equal(init[k], final[k]) for k in final if k.endswith('conv2d_list.0.weight'))
 
 
+def test_ssl_from_previous_round_trains_m0_of_round_two_on_labels_of_m1(toy, tmp_path):
+    """ssl_from_previous_round (K=2, N=1, no translation to keep it short): k2/ssl0 labels T with M(1) = M_1(1), and
+    M_0(2) starts from M_1(1) and trains on those labels (its SSL loss is logged); round 1's M_0(1) has none."""
+    config = write_config(tmp_path / 'cfg.py', toy, extra=(
+        "train_cfg.update(K=2, use_translation=False, m_init='previous', ssl_from_previous_round=True)"))
+    work = tmp_path / 'work'
+    proc = subprocess.run(train_cmd(config, work), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = read_state(work)
+    assert list(state['stages']) == ['m0', 'k1/m0', 'k1/ssl1', 'k1/m1', 'k2/ssl0', 'k2/m0', 'k2/ssl1', 'k2/m1']
+    assert state['stages']['k2/m0']['pseudo_label_dir'].endswith('k2/ssl0')
+    assert state['stages']['k1/m0'].get('pseudo_label_dir') is None
+    summary = json.load(open(osp.join(work, 'k2/ssl0', 'summary.json')))
+    assert summary['num_images'] == 4 and state['stages']['k2/m0']['kept_ratio'] == pytest.approx(
+        summary['kept_ratio'])
+    assert f'Load checkpoint from {work}/k1/m1/final_model.pth' in _stage_logs(work, 'k2/m0')
+    assert 'loss_ssl' in _stage_logs(work, 'k2/m0') and 'loss_ssl' not in _stage_logs(work, 'k1/m0')
+
+
 def _stage_logs(work, stage):
     import glob
     return ''.join(open(p).read() for p in glob.glob(osp.join(work, stage, '*', '*.log')))
