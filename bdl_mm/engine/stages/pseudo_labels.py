@@ -23,7 +23,8 @@ def run_pseudo_label(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
 def round_settings(settings: dict, stage: Stage, N: int) -> dict:
     """The labelling settings of one SSL round. ``portion_step`` (a switch of this project, off in the release):
     the class-balanced ``portion`` grows by it each SSL round, as CBST's portions do (Zou et al. 2018), capped at
-    1: round r keeps ``min(portion + (r - 1) * portion_step, 1)`` of each predicted class."""
+    1: round r keeps ``min(portion + (r - 1) * portion_step, 1)`` of each predicted class (``k{k}/ssl0`` of
+    ``ssl_from_previous_round`` keeps the portion of the round before's last SSL round)."""
     settings = dict(settings)
     step = settings.pop('portion_step', None)
     if step is not None:
