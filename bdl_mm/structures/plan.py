@@ -325,8 +325,13 @@ def describe(plan: Plan, stage: Stage) -> str:
     if stage.kind == ADAPTATION:
         return f'{m}M_0({k}) on {source} + T'
     if stage.kind == PSEUDO_LABEL:
-        return f'{m}pseudo labels of T from ' + (f'M_{i - 1}({k})' if i else f'{m}M({k - 1})')
+        return f'{m}pseudo labels of T from {_labeller(stage)}'
     return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
+
+
+def _labeller(stage: Stage) -> str:
+    """The model a pseudo-label stage labels T with: M_(i-1)(k), or M(k-1) for ``k{k}/ssl0``."""
+    return f'M_{stage.i - 1}({stage.k})' if stage.i else f'M({stage.k - 1})'
 
 
 # ------------------------------------------------------------------------------------------------ printing
@@ -339,7 +344,7 @@ def _model_name(plan: Plan, name: Optional[str]) -> str:
     stage = plan.get(name)
     k, m = stage.k, f'{stage.track}: ' if stage.track else ''
     what = {TRANSLATION: f'{m}F({k})', TRANSLATE: f"{m}S'({k})",
-            PSEUDO_LABEL: f'{m}T labelled by ' + (f'M_{stage.i - 1}({k})' if stage.i else f'M({k - 1})')}
+            PSEUDO_LABEL: f'{m}T labelled by {_labeller(stage)}'}
     return f'{what.get(stage.kind, stage.model_label)} [{name}]'
 
 
