@@ -42,13 +42,18 @@ class UDADataset:
     (255 = ignored). All pseudo labels must exist; this is checked at initialisation.
 
     Source images may be a translated copy (``source.data_prefix.img_path`` = the translated folder): same names,
-    labels from the original folder.
+    labels from the original folder. With ``untranslated_source`` (the source before translation, not in the
+    release: ``train_cfg.ssl_untranslated_source``) the set holds both copies: items ``0 .. n-1`` read the
+    translated images, items ``n .. 2n-1`` the untranslated ones, with the same labels, so the shuffled sampler
+    draws each with probability 1/2 and an epoch sees every source sample twice.
 
     Args:
         source (dict | Dataset): Source dataset (config), e.g. ``GTA5Dataset`` with a pipeline that loads labels.
         target (dict | Dataset): Target dataset (config), e.g. MMSeg's ``CityscapesDataset`` on ``train``, with a
             pipeline without ``LoadAnnotations`` but with ``LoadPseudoLabel`` after ``Resize``.
         pseudo_label_dir (str, optional): Pseudo-label folder (see ``docs/design.md``). Defaults to None.
+        untranslated_source (dict | Dataset, optional): The source before translation (same images' names, labels
+            and length as ``source``): a second copy of the source, after the first. Defaults to None.
         seed (int, optional): Seed of the target order. None draws one from NumPy's global generator, which the
             runner seeds (``randomness.seed``). Defaults to None.
         lazy_init (bool): Defer loading the data lists and checks to :meth:`full_init`. Defaults to False.
@@ -58,9 +63,12 @@ class UDADataset:
                  source: Union[dict, object],
                  target: Union[dict, object],
                  pseudo_label_dir: Optional[str] = None,
+                 untranslated_source: Union[dict, object, None] = None,
                  seed: Optional[int] = None,
                  lazy_init: bool = False) -> None:
         self.source = DATASETS.build(source) if isinstance(source, dict) else source
+        self.untranslated_source = (DATASETS.build(untranslated_source) if isinstance(untranslated_source, dict)
+                                    else untranslated_source)
         self.target = DATASETS.build(target) if isinstance(target, dict) else target
         self.pseudo_label_dir = pseudo_label_dir
         self.seed = int(np.random.randint(2**31)) if seed is None else int(seed)
@@ -89,6 +97,13 @@ class UDADataset:
             raise ValueError(f'UDADataset: source classes {src_classes} differ from target classes {tgt_classes}')
         source_list = [self.source.get_data_info(i) for i in range(len(self.source))]
         check_data_list(f'UDADataset source ({type(self.source).__name__})', source_list, require_labels=True)
+        if self.untranslated_source is not None:
+            self.untranslated_source.full_init()
+            copy_list = [self.untranslated_source.get_data_info(i) for i in range(len(self.untranslated_source))]
+            check_data_list('UDADataset untranslated source', copy_list, require_labels=True)
+            if [osp.basename(i['img_path']) for i in copy_list] != [osp.basename(i['img_path']) for i in source_list]:
+                raise ValueError(f'UDADataset: untranslated_source ({len(copy_list)} images) must list the same '
+                                 f'images as source ({len(source_list)}), in the same order')
         target_list = [self.target.get_data_info(i) for i in range(len(self.target))]
         check_data_list(f'UDADataset target ({type(self.target).__name__})', target_list, require_labels=False)
         self._fully_initialized = True
@@ -115,7 +130,7 @@ class UDADataset:
         self._pseudo_paths = paths
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.source) * (1 if self.untranslated_source is None else 2)
 
     def target_index(self) -> int:
         """Next index of this process's target stream (see the class docstring)."""
@@ -160,6 +175,11 @@ class UDADataset:
     def __getitem__(self, idx: int) -> dict:
         if not self._fully_initialized:
             self.full_init()
-        source = self._run_pipeline('source', self.source, self.source.get_data_info(idx))
+        n = len(self.source)
+        if idx >= n and self.untranslated_source is not None:
+            source = self._run_pipeline('untranslated source', self.untranslated_source,
+                                        self.untranslated_source.get_data_info(idx - n))
+        else:
+            source = self._run_pipeline('source', self.source, self.source.get_data_info(idx))
         target = self._run_pipeline('target', self.target, self.get_target_info(self.target_index()))
         return dict(source=source, target=target)

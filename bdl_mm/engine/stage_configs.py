@@ -17,7 +17,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dist import get_dist_info
 from mmseg.registry import DATASETS, MODELS
 
-from ..structures.plan import M_KINDS, ORACLE, PSEUDO_LABEL, SOURCE_ONLY, TRANSLATE, TRANSLATION, Plan, Stage
+from ..structures.plan import (M_KINDS, ORACLE, PSEUDO_LABEL, SOURCE_ONLY, SSL_ADAPTATION, TRANSLATE, TRANSLATION, Plan,
+                               Stage)
 from ..utils import apply_global_batch_size, cpu_model_wrapper, enable_amp
 from .runner.concise_runner import warnings_to_log_file
 
@@ -160,6 +161,8 @@ class StageConfigBuilder:
             cfg.train_dataloader.dataset = dataset.source
         else:
             if translated_dir is not None:
+                if stage.kind == SSL_ADAPTATION and self.plan.ssl_untranslated_source:
+                    dataset.untranslated_source = copy.deepcopy(dataset.source)
                 dataset.source.data_prefix = dict(dataset.source.get('data_prefix', {}), img_path=translated_dir)
             dataset.pseudo_label_dir = pseudo_label_dir
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='StageMetricsHook')]

@@ -114,6 +114,7 @@ class Plan:
     perceptual: bool = True
     m_init: str = 'initial'
     ssl_from_previous_round: bool = False
+    ssl_untranslated_source: bool = False
     source_only_checkpoint: Optional[str] = None
     stage_settings: Dict[str, ConfigDict] = dataclasses.field(default_factory=dict)
     references: dict = dataclasses.field(default_factory=lambda: dict(oracle=None, tracks={}))
@@ -223,7 +224,7 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``,
     ``use_translation``, ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``,
-    ``source_only_checkpoint``, ``references``; other keys are ignored; defaults as
+    ``ssl_untranslated_source``, ``source_only_checkpoint``, ``references``; other keys are ignored; defaults as
     :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError (one line naming the key) on a bad setting.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
@@ -232,7 +233,7 @@ def build_plan(train_cfg: dict) -> Plan:
       S'(k) (translate) applies F(k);
     - an M stage of round k trains on S'(k) where the track translates; M_i(k) (i >= 1) on the pseudo labels of
       ``k{k}/ssl{i}``, made with M_(i-1)(k); with ``ssl_from_previous_round`` (and SSL), M_0(k), k >= 2, on those of
-      ``k{k}/ssl0``, made with M(k-1);
+      ``k{k}/ssl0``, made with M(k-1); with ``ssl_untranslated_source`` an SSL stage trains on S'(k) and S;
     - an adaptation M starts from ``m_init``: ``'initial'``: the initial weights; ``'source_only'``: M(0);
       ``'previous'``: M_0(k) from M(k-1), M_i(k) from M_(i-1)(k). M(0) starts from the initial weights; the oracle
       from M(0) with ``m_init='source_only'``, else from the initial weights.
@@ -253,6 +254,7 @@ def build_plan(train_cfg: dict) -> Plan:
     settings = dict(K=K, N=N, use_translation=use_translation, use_ssl=use_ssl,
                     perceptual=cfg.get('perceptual', True), m_init=m_init,
                     ssl_from_previous_round=bool(cfg.get('ssl_from_previous_round', False)),
+                    ssl_untranslated_source=bool(cfg.get('ssl_untranslated_source', False)),
                     source_only_checkpoint=source_only_checkpoint,
                     stage_settings={kind: ConfigDict(stages.get(kind, {})) for kind in STAGE_KINDS},
                     references=references)
@@ -326,6 +328,8 @@ def describe(plan: Plan, stage: Stage) -> str:
         return f'{m}M_0({k}) on {source} + T'
     if stage.kind == PSEUDO_LABEL:
         return f'{m}pseudo labels of T from {_labeller(stage)}'
+    if translates and plan.ssl_untranslated_source:
+        source = f"{source} + S"
     return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
 
 
@@ -364,7 +368,8 @@ def format_plan(plan: Plan, units: Optional[Dict[str, dict]] = None) -> str:
     track_names = list(plan.references['tracks'])
     lines = [f'Algorithm 1: K={plan.K} rounds of F then M, N={plan.N if plan.use_ssl else 0} SSL rounds each '
              f'(use_translation={plan.use_translation}, use_ssl={plan.use_ssl}, perceptual={plan.perceptual}, '
-             f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}); "
+             f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}"
+             f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}); "
              f"{len(plan)} stages; final model: {plan.final_stage.model_label} "
              f'[{plan.final}]']
     if plan.references['oracle'] is not None or track_names:

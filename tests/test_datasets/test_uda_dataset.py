@@ -141,6 +141,26 @@ def test_translated_source_keeps_labels(toy_root, tmp_path):
     assert src.seg_map_path == osp.join(toy_root, 'gta5', 'labels', '00001_labelTrainIds.png')
 
 
+def test_untranslated_source_is_a_second_copy_with_the_same_labels(toy_root, tmp_path):
+    translated = tmp_path / 'translated'
+    os.makedirs(translated)
+    names = sorted(os.listdir(osp.join(toy_root, 'gta5', 'images')))
+    for name in names:
+        cv2.imwrite(str(translated / name), 255 - cv2.imread(osp.join(toy_root, 'gta5', 'images', name)))
+    cfg = source_cfg(toy_root, data_prefix=dict(img_path=str(translated), seg_map_path='labels'))
+    ds = UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root), seed=0)
+    assert len(ds) == 2 * len(names) == 12
+    first, second = ds[1]['source'], ds[1 + len(names)]['source']
+    assert first['data_samples'].img_path == str(translated / names[1])
+    assert second['data_samples'].img_path == osp.join(toy_root, 'gta5', 'images', names[1])
+    # the same labels, the images inverted (255 - x): the two copies sum to 255 (+-1, the resize rounds)
+    assert torch.equal(first['data_samples'].gt_sem_seg.data, second['data_samples'].gt_sem_seg.data)
+    assert torch.all((first['inputs'].int() + second['inputs'].int() - 255).abs() <= 1)
+    # the copies must list the same images
+    with pytest.raises(ValueError, match='untranslated_source'):
+        UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root, indices=5), seed=0)
+
+
 @pytest.mark.parametrize('source', ['gta5', 'synthia'])
 def test_uda_configs(source):
     cfg = Config.fromfile(osp.join(ROOT, f'configs/_base_/datasets/uda_{source}_cityscapes.py'))

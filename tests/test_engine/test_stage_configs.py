@@ -19,7 +19,7 @@ from bdl_mm.engine.stage_configs import (
     train_iters,
 )
 from bdl_mm.models.segmentors import BDLSegmentor
-from bdl_mm.structures.plan import INITIAL, build_plan
+from bdl_mm.structures.plan import INITIAL, build_plan, describe, format_plan
 
 TOY = osp.join(ROOT, 'configs', 'bdl_toy.py')
 
@@ -54,6 +54,23 @@ def test_m_stage_data_hooks_and_run(toy_cfg):
     assert plain.train_dataloader.dataset.source.data_prefix == toy_cfg.train_dataloader.dataset.source.data_prefix
     assert plain.train_dataloader.dataset.pseudo_label_dir is None and plain.model.adversarial is True
     assert toy_cfg.train_dataloader.dataset.source.data_prefix.img_path != '/x/translated'  # the outer: untouched
+
+
+def test_ssl_untranslated_source_reaches_ssl_stages_only(toy_cfg):
+    release = builder(toy_cfg)
+    off = release.m_stage_cfg(release.plan.get('k1/m1'), translated_dir='/x/t', pseudo_label_dir='/x/s')
+    assert 'untranslated_source' not in off.train_dataloader.dataset  # the release: S' alone
+    configs = builder(toy_cfg, ssl_untranslated_source=True)
+    outer_source = toy_cfg.train_dataloader.dataset.source
+    for name in ('k1/m1', 'k2/m2', 'ref/reinhard/k1/m1'):
+        dataset = configs.m_stage_cfg(configs.plan.get(name), translated_dir='/x/t', pseudo_label_dir='/x/s')
+        dataset = dataset.train_dataloader.dataset
+        assert dataset.source.data_prefix.img_path == '/x/t'
+        assert dataset.untranslated_source == outer_source  # S itself: its images and labels
+    m0 = configs.m_stage_cfg(configs.plan.get('k1/m0'), translated_dir='/x/t')  # M_0(k): S' alone, as the release
+    assert 'untranslated_source' not in m0.train_dataloader.dataset
+    assert describe(configs.plan, configs.plan.get('k1/m1')) == "M_1(1) on S'(1) + S + T + pseudo labels"
+    assert 'ssl_untranslated_source=True' in format_plan(configs.plan).splitlines()[0]
 
 
 @pytest.mark.parametrize('m_init, expected', [

@@ -79,6 +79,9 @@ class BidirectionalLoop(BaseLoop):
         ssl_from_previous_round (bool): ``False`` (release): M_0(k) trains without pseudo labels in every round;
             ``True``: in rounds k >= 2 it trains on pseudo labels of T from M(k-1) (stage ``k{k}/ssl0``) with the
             SSL settings, so the round's first M keeps what the last round learnt on T (no effect without SSL).
+        ssl_untranslated_source (bool): ``False`` (release): an SSL stage M_i(k) trains on S'(k) alone; ``True``:
+            on S'(k) and the untranslated S, half and half (``UDADataset.untranslated_source``), so that source
+            labels that F's S' no longer fits (redrawn texture, moved edges) teach M half as often.
         source_only_checkpoint (str, optional): a trained M(0) (BDLSegmentor or plain segmentor
             checkpoint) instead of training it.
         sample_sheets (bool): save a PNG sample sheet per M stage.
@@ -132,6 +135,7 @@ class BidirectionalLoop(BaseLoop):
                  adversarial: bool = True,
                  m_init: str = 'initial',
                  ssl_from_previous_round: bool = False,
+                 ssl_untranslated_source: bool = False,
                  source_only_checkpoint: Optional[str] = None,
                  sample_sheets: bool = True,
                  check_data: str = 'header',
@@ -146,7 +150,8 @@ class BidirectionalLoop(BaseLoop):
         check_model_switches(self.outer_cfg)
         self.plan = build_plan(dict(K=K, N=N, stages=stages, use_translation=use_translation, use_ssl=use_ssl,
                                     perceptual=perceptual, m_init=m_init, source_only_checkpoint=source_only_checkpoint,
-                                    ssl_from_previous_round=ssl_from_previous_round, references=references))
+                                    ssl_from_previous_round=ssl_from_previous_round,
+                                    ssl_untranslated_source=ssl_untranslated_source, references=references))
         if check_data not in CHECK_MODES:
             raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
         self.check_data, self.force_resume = check_data, bool(force_resume)
