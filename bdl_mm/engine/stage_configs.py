@@ -17,8 +17,17 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dist import get_dist_info
 from mmseg.registry import DATASETS, MODELS
 
-from ..structures.plan import (M_KINDS, ORACLE, PSEUDO_LABEL, SOURCE_ONLY, SSL_ADAPTATION, TRANSLATE, TRANSLATION, Plan,
-                               Stage)
+from ..structures.plan import (
+    M_KINDS,
+    ORACLE,
+    PSEUDO_LABEL,
+    SOURCE_ONLY,
+    SSL_ADAPTATION,
+    TRANSLATE,
+    TRANSLATION,
+    Plan,
+    Stage,
+)
 from ..utils import apply_global_batch_size, cpu_model_wrapper, enable_amp
 from .runner.concise_runner import warnings_to_log_file
 
