@@ -12,7 +12,9 @@ import cv2
 import numpy as np
 import pytest
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmseg.registry import DATASETS
 from toy_helpers import ROOT
 
 from bdl_mm.engine.stage_configs import StageConfigBuilder
@@ -201,3 +203,30 @@ def test_gta5_fda_builds(tmp_path):
     f_cfg = loop.configs.translation_cfg(loop.plan[1], None)
     assert f_cfg.model == dict(type='FDA', beta=0.01)
     assert not osp.exists(osp.join(tmp_path, 'm0'))
+
+
+def test_ssl_untranslated_source_trains_ssl_stages_on_both_copies(toy, tmp_path):
+    """train_cfg.ssl_untranslated_source, end to end (FDA in F's place): M_1(1) trains on a source set of S'(1) and
+    the untranslated S (twice the source images, the same labels); M_0(1) on S'(1) alone."""
+    config = write_config(tmp_path / 'cfg.py', toy, extra='train_cfg.update(ssl_untranslated_source=True)')
+    work = tmp_path / 'work'
+    proc = subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(work)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(osp.join(work, 'bdl_state.json')) as f:
+        state = json.load(f)
+    assert list(state['stages']) == STAGES_K1_N1
+    assert "M_1(1) on S'(1) + S + T + pseudo labels" in [d['what'] for d in state['plan_details']]
+
+    def train_set(stage):  # the stage's dumped config, its train set built as the stage's runner built it
+        cfg = Config.fromfile(osp.join(work, stage, 'cfg.py'))
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            return DATASETS.build(cfg.train_dataloader.dataset)
+
+    ssl, plain = train_set('k1/m1'), train_set('k1/m0')
+    assert len(plain) == 6 and plain.untranslated_source is None
+    assert len(ssl) == 12 and ssl.untranslated_source is not None
+    assert ssl[0]['source']['data_samples'].img_path.startswith(osp.join(str(work), 'k1/translate'))
+    original = ssl[6]['source']['data_samples']
+    assert original.img_path.startswith(osp.join(toy, 'gta5', 'images'))
+    assert original.seg_map_path == ssl[0]['source']['data_samples'].seg_map_path
