@@ -58,14 +58,19 @@ def build_loop(config, work_dir, *options):
     return runner.build_train_loop(cfg.train_cfg)
 
 
-def test_toy_fda_plan_runs_every_stage(toy, tmp_path):
-    config = write_config(tmp_path / 'cfg.py', toy)
-    work = tmp_path / 'work'
+def train(config, work):
+    """Run tools/train.py on a config into ``work``; its bdl_state.json."""
     proc = subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(work)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(osp.join(work, 'bdl_state.json')) as f:
-        state = json.load(f)
+        return json.load(f)
+
+
+def test_toy_fda_plan_runs_every_stage(toy, tmp_path):
+    config = write_config(tmp_path / 'cfg.py', toy)
+    work = tmp_path / 'work'
+    state = train(config, work)
     assert state['plan'] == STAGES_K1_N1 and list(state['stages']) == STAGES_K1_N1
     assert all(s['status'] == 'done' for s in state['stages'].values())
     # the translation stage trained nothing: it recorded FDA's settings and the target images (M's target folder)
@@ -210,11 +215,7 @@ def test_ssl_untranslated_source_trains_ssl_stages_on_both_copies(toy, tmp_path)
     the untranslated S (twice the source images, the same labels); M_0(1) on S'(1) alone."""
     config = write_config(tmp_path / 'cfg.py', toy, extra='train_cfg.update(ssl_untranslated_source=True)')
     work = tmp_path / 'work'
-    proc = subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(work)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(osp.join(work, 'bdl_state.json')) as f:
-        state = json.load(f)
+    state = train(config, work)
     assert list(state['stages']) == STAGES_K1_N1
     assert "M_1(1) on S'(1) + S + T + pseudo labels" in [d['what'] for d in state['plan_details']]
 
