@@ -19,7 +19,9 @@ the mean and standard deviation over the seeds done (n stated), the gap (oracle 
 checks of the study: BDL final > source-only, BDL final >= colour transfer, BDL final within 1 point of its best
 stage; and two paired differences, taken seed by seed and then averaged (BDL final - colour transfer, BDL best -
 final), in which the seed's shared M(0) and noise cancel. ``--report`` writes the table from the runs finished so far
-and trains nothing (a partial study, or one still running). Each run's console goes to
+and trains nothing (a partial study, or one still running). A switch is screened on finished runs by branching them
+(``tools/branch_run.py``: each run copied into the new study's ``<family>/seed<S>`` without the stages the switch
+changes) and running the new study with the switch and ``--force-resume``. Each run's console goes to
 ``WORK_DIR/<family>/seed<S>/study.log``. Runs go seed by seed (every family's seed 0 first, so a partial study covers
 every family); ``--jobs 2`` runs two side by side with one thread each (on 2 cores, more work per hour than one run on
 two threads: the toy's small convolutions do not scale to a second thread). A run's figures depend slightly on its
@@ -64,6 +66,9 @@ def parse_args(argv=None):
                         help='runs side by side (default 1); each gets --threads CPU threads')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads per run (default: the CPU count divided by --jobs)')
+    parser.add_argument('--force-resume', action='store_true',
+                        help="resume runs whose config changed (train.py --force-resume): runs branched from another "
+                        'study (tools/branch_run.py) to screen a switch')
     parser.add_argument('--dry-run', action='store_true', help='write the data and print the commands; train nothing')
     parser.add_argument('--report', action='store_true',
                         help='write results.{md,json,png} from the runs finished so far; train nothing')
@@ -122,7 +127,7 @@ def run_options(args, data_root: str, seed: int) -> list:
 
 def train_command(args, data_root: str, run_dir: str, seed: int):
     return [sys.executable, osp.join(TOOLS, 'train.py'), args.config, '--work-dir', run_dir, '--resume',
-            '--cfg-options', *run_options(args, data_root, seed)]
+            *(['--force-resume'] if args.force_resume else []), '--cfg-options', *run_options(args, data_root, seed)]
 
 
 def check_same_config(args, data_root: str, run_dir: str, seed: int):

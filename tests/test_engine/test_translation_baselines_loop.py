@@ -15,7 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS
-from toy_helpers import ROOT
+from toy_helpers import ROOT, load_tool
 
 from bdl_mm.engine.stage_configs import StageConfigBuilder
 from bdl_mm.engine.stages import STAGE_RUNNERS
@@ -210,24 +210,41 @@ def test_gta5_fda_builds(tmp_path):
     assert not osp.exists(osp.join(tmp_path, 'm0'))
 
 
-def test_ssl_untranslated_source_trains_ssl_stages_on_both_copies(toy, tmp_path):
-    """train_cfg.ssl_untranslated_source, end to end (FDA in F's place): M_1(1) trains on a source set of S'(1) and
-    the untranslated S (twice the source images, the same labels); M_0(1) on S'(1) alone."""
-    config = write_config(tmp_path / 'cfg.py', toy, extra='train_cfg.update(ssl_untranslated_source=True)')
-    work = tmp_path / 'work'
-    state = train(config, work)
-    assert list(state['stages']) == STAGES_K1_N1
-    assert "M_1(1) on S'(1) + S + T + pseudo labels" in [d['what'] for d in state['plan_details']]
+def test_ssl_untranslated_source_on_a_branch_of_a_finished_run(toy, tmp_path):
+    """tools/branch_run.py and train_cfg.ssl_untranslated_source, end to end (FDA in F's place): a finished run is
+    branched before its SSL round and the branch resumed with the switch (--force-resume). M(0), S'(1) and M_0(1) are
+    kept, not retrained; M_1(1) trains on a source set of S'(1) and the untranslated S (twice the source images, the
+    same labels), where the release's M_1(1) had S'(1) alone."""
+    config = write_config(tmp_path / 'cfg.py', toy)
+    work, branch = tmp_path / 'work', tmp_path / 'branch'
 
-    def train_set(stage):  # the stage's dumped config, its train set built as the stage's runner built it
-        cfg = Config.fromfile(osp.join(work, stage, 'cfg.py'))
+    def train_set(run, stage):  # the stage's dumped config, its train set built as the stage's runner built it
+        cfg = Config.fromfile(osp.join(run, stage, 'cfg.py'))
         with DefaultScope.overwrite_default_scope('mmseg'):
             return DATASETS.build(cfg.train_dataloader.dataset)
 
-    ssl, plain = train_set('k1/m1'), train_set('k1/m0')
+    train(config, work)
+    assert len(train_set(work, 'k1/m1')) == 6
+    load_tool('branch_run.py').branch(str(work), str(branch), ['k1/ssl1'])
+    m0_weights = open(osp.join(branch, 'k1/m0', 'final_model.pth'), 'rb').read()
+    proc = subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(branch), '--resume', '--force-resume',
+                           '--cfg-options', 'train_cfg.ssl_untranslated_source=True'],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(osp.join(branch, 'bdl_state.json')) as f:
+        state = json.load(f)
+    assert list(state['stages']) == STAGES_K1_N1 and state['final_model']['stage'] == 'k1/m1'
+    assert "M_1(1) on S'(1) + S + T + pseudo labels" in [d['what'] for d in state['plan_details']]
+    for name in ('m0', 'k1/translate', 'k1/m0'):  # kept: read from the branch, not retrained
+        assert f'stage {name} already completed: skipped' in proc.stdout + proc.stderr
+    assert open(osp.join(branch, 'k1/m0', 'final_model.pth'), 'rb').read() == m0_weights
+    assert state['stages']['k1/m1']['translated_dir'] == osp.join(branch, 'k1/translate')
+    with open(osp.join(branch, 'bdl_config.json')) as f:
+        assert 'train_cfg.ssl_untranslated_source' in json.dumps(f.read())  # the forced change, recorded
+    ssl, plain = train_set(branch, 'k1/m1'), train_set(branch, 'k1/m0')
     assert len(plain) == 6 and plain.untranslated_source is None
     assert len(ssl) == 12 and ssl.untranslated_source is not None
-    assert ssl[0]['source']['data_samples'].img_path.startswith(osp.join(str(work), 'k1/translate'))
+    assert ssl[0]['source']['data_samples'].img_path.startswith(osp.join(str(branch), 'k1/translate'))
     original = ssl[6]['source']['data_samples']
     assert original.img_path.startswith(osp.join(toy, 'gta5', 'images'))
     assert original.seg_map_path == ssl[0]['source']['data_samples'].seg_map_path

@@ -89,6 +89,11 @@ def test_each_run_reads_its_family_data_and_seed(tmp_path, capsys):
     assert cfg.val_dataloader.dataset.data_root == data + '/cityscapes/'
     assert configs.oracle_dataset().data_root == data + '/cityscapes/'
     assert not osp.exists(work / 'sensor')  # a dry run trains nothing
+    assert '--force-resume' not in command
+    # --force-resume (runs branched from another study) reaches train.py
+    study.main(['--families', 'sensor', '--seeds', '3', '--work-dir', str(work), '--dry-run', '--force-resume', *TINY])
+    command = capsys.readouterr().out.strip().split(' ')
+    assert command[3:7] == ['--work-dir', str(work / 'sensor' / 'seed3'), '--resume', '--force-resume']
 
 
 def test_unknown_family_is_refused(capsys):
