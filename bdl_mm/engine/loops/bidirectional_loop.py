@@ -79,9 +79,10 @@ class BidirectionalLoop(BaseLoop):
         ssl_from_previous_round (bool): ``False`` (release): M_0(k) trains without pseudo labels in every round;
             ``True``: in rounds k >= 2 it trains on pseudo labels of T from M(k-1) (stage ``k{k}/ssl0``) with the
             SSL settings, so the round's first M keeps what the last round learnt on T (no effect without SSL).
-        ssl_untranslated_source (bool): ``False`` (release): an SSL stage M_i(k) trains on S'(k) alone; ``True``:
-            on S'(k) and the untranslated S, half and half (``UDADataset.untranslated_source``), so that source
-            labels that F's S' no longer fits (redrawn texture, moved edges) teach M half as often.
+        ssl_untranslated_source (bool): ``False`` (release): an SSL stage (an M trained with pseudo labels: M_i(k),
+            i >= 1, and M_0(k) under ``ssl_from_previous_round``) trains on S'(k) alone; ``True``: on S'(k) and the
+            untranslated S, half and half (``UDADataset.untranslated_source``), so that source labels that F's S'
+            no longer fits (redrawn texture, moved edges) teach M half as often.
         source_only_checkpoint (str, optional): a trained M(0) (BDLSegmentor or plain segmentor
             checkpoint) instead of training it.
         sample_sheets (bool): save a PNG sample sheet per M stage.
