@@ -132,15 +132,12 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     assert robust.train_cfg.m_init == 'previous' and robust.model.class_mix is True
     structure = dict(weight=5., scale=1)  # F keeps the source's edges (ledger row R3)
     assert plain(recipe.robust_train_cfg) == dict(
-        m_init='previous', ssl_untranslated_source=True,
-        stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=structure)))))
+        m_init='previous', stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=structure)))))
     assert plain(recipe.robust_model) == dict(class_mix=True)
     assert plain(robust.train_cfg.stages.translation.cfg_options.model.structure_loss) == structure
     assert 'structure_loss' not in (release.train_cfg.stages.translation.cfg_options.get('model') or {})
-    assert 'ssl_untranslated_source' not in release.train_cfg  # ledger row R4: SSL on S' and S
     for cfg in (release, robust):  # everything else is the flagship's
         cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None)
-        cfg.train_cfg.pop('ssl_untranslated_source', None)
         f_opts = cfg.train_cfg.stages.translation.cfg_options
         f_opts.get('model', {}).pop('structure_loss', None)
         if f_opts.get('model') == {}:  # the real flagships' F options have no model key
@@ -151,5 +148,4 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     # the plan: every M continues from the M before it
     plan = build_plan(load(flagship.replace('.py', '_robust.py')).train_cfg)
     assert plan.get('k1/m0').start_from == 'm0' and plan.get('k1/m1').start_from == 'k1/m0'
-    assert plan.ssl_untranslated_source and not build_plan(release.train_cfg).ssl_untranslated_source
     assert plan.get('k2/m0').start_from == 'k1/m2' and plan.get('k2/m2').start_from == 'k2/m1'

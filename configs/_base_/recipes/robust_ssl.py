@@ -8,9 +8,8 @@
 #     with their source labels (DACS's ClassMix); the pseudo labels themselves are the release's (class medians
 #     capped at 0.9);
 #   - F's structure loss at full resolution (weight 5, scale 1): F keeps the source's edges, so S' = F(S) stays
-#     aligned with the source labels where the target's layout differs (the toy's texture_layout);
-#   - ssl_untranslated_source: the SSL stages train on S'(k) and the untranslated S, half and half, so that source
-#     labels that S' fits less well (F's redrawn texture) teach M half as often; M_0(k) keeps S' alone.
+#     aligned with the source labels where the target's layout differs (the toy's texture_layout).
+# Screened and not chosen (docs/fidelity.md rows 16 and 17): pseudo labels for M_0(k) from M(k-1); SSL on S' and S.
 robust_train_cfg = dict(
-    m_init='previous', ssl_untranslated_source=True, stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=dict(weight=5., scale=1))))))
+    m_init='previous', stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=dict(weight=5., scale=1))))))
 robust_model = dict(class_mix=True)
