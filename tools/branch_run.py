@@ -19,7 +19,6 @@ are kept. The source is locked while it is copied (``bdl_run.lock``): a running 
 trained.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import shutil
@@ -27,10 +26,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from bdl_mm.engine.run_status import STATE_FILE, StatusError, read_state  # noqa: E402
 from bdl_mm.engine.work_dir_lock import LOCK_FILE, WorkDirInUseError, WorkDirLock  # noqa: E402
 from bdl_mm.utils.atomic_io import atomic_write_json  # noqa: E402
-
-STATE_FILE = 'bdl_state.json'
 
 
 def parse_args(argv=None):
@@ -76,16 +74,16 @@ def _moved(value, src: str, dst: str):
 def branch(src: str, dst: str, stages: list) -> dict:
     """Copy the run in ``src`` to ``dst`` without the stages ``stages`` leave out; returns the copy's state."""
     src, dst = osp.abspath(src), osp.abspath(dst)
-    state_path = osp.join(src, STATE_FILE)
-    if not osp.isfile(state_path):
-        raise FileNotFoundError(f'{src} holds no Algorithm-1 run ({STATE_FILE} is missing)')
+    try:
+        read_state(src)  # a BDL work dir, or one line saying why not
+    except StatusError as e:
+        raise StatusError(f'the source holds no Algorithm-1 run: {e}') from None
     if osp.exists(dst):
         raise FileExistsError(f'{dst} exists: a branch goes into a new work dir')
     lock = WorkDirLock(src).acquire()  # refuses a source that is running
     try:
-        with open(state_path) as f:
-            state = json.load(f)
-        plan = list(state.get('plan') or [])
+        state = read_state(src)  # again under the lock: the state the copy is made from
+        plan = state['plan']
         dropped = left_out(plan, stages)
         kept = [s for s in plan if s not in dropped and (state['stages'].get(s) or {}).get('status') == 'done']
         tmp = dst + '.tmp'
@@ -110,7 +108,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         state = branch(args.src, args.dst, args.stages)
-    except (ValueError, FileNotFoundError, FileExistsError, WorkDirInUseError) as e:
+    except (ValueError, StatusError, FileExistsError, WorkDirInUseError) as e:
         raise SystemExit(f'error: {e}')
     print(f'[branch] {args.dst}: kept {len(state["stages"])} completed stage(s) of {args.src}: '
           f'{", ".join(state["stages"]) or "none"}; resume it with tools/train.py CONFIG --work-dir {args.dst} '

@@ -19,9 +19,7 @@ from ..structures.plan import PSEUDO_LABEL, TRANSLATE, Plan, Stage
 from ..utils.atomic_io import atomic_write_json
 from .fingerprint import RunMixError, check_config_unchanged, config_fingerprint, record_fingerprint
 from .preflight import preflight
-from .run_status import format_duration
-
-STATE_FILE = 'bdl_state.json'
+from .run_status import STATE_FILE, format_duration
 
 
 class RunState:
