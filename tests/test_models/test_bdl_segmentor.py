@@ -14,6 +14,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import bdl_mm  # noqa: F401  (registers BDLSegmentor, OutputDiscriminator)
+from bdl_mm.models.segmentors.mean_teacher import teacher_pseudo_labels
 
 init_default_scope('mmseg')  # as configs do (default_scope = 'mmseg')
 
@@ -414,3 +415,87 @@ def test_class_mix_trains_the_auxiliary_heads_on_the_mixed_target():
     log = model.train_step(batch(pseudo=torch.randint(0, NUM_CLASSES, (1, 32, 40))), wrappers)
     assert {'tgt.loss_ssl', 'tgt.loss_ssl_aux', 'tgt.loss_adv'} <= set(log) and log['tgt.loss_ssl_aux'] > 0
     assert any(not torch.equal(v, params(model.segmentor.auxiliary_head)[k]) for k, v in head0.items())
+
+
+# ---- the mean-teacher switch (model.mean_teacher, DACS's online pseudo labels)
+def test_teacher_labels_are_the_argmax_weighted_by_each_image_s_confident_fraction():
+    # image 0: 4 pixels, probabilities of the top class 0.9, 0.9, 0.6, 0.5 (two classes, logit gaps by hand)
+    gap = torch.log(torch.tensor([0.9 / 0.1, 0.1 / 0.9, 0.6 / 0.4, 1.0]))  # class 0 minus class 1
+    logits = torch.zeros(2, 2, 2, 2)
+    logits[0, 0] = gap.view(2, 2)
+    logits[1, 1] = 5.  # image 1: class 1 everywhere, p = 0.993
+    valid = torch.ones(2, 2, 2, dtype=torch.bool)
+    valid[1, 1] = False  # image 1's bottom row is padding
+    labels, weights = teacher_pseudo_labels(logits, 0.8, valid)
+    assert labels[0].tolist() == [[0, 1], [0, 0]]  # a tie goes to the first class (torch's max)
+    assert labels[1].tolist() == [[1, 1], [255, 255]]
+    torch.testing.assert_close(weights[0], torch.full((2, 2), 0.5))  # 2 of 4 pixels reach 0.8
+    torch.testing.assert_close(weights[1], torch.full((2, 2), 1.0))  # both valid pixels do; padding not counted
+    _, weights = teacher_pseudo_labels(logits, 0.95)
+    assert weights[0, 0, 0] == 0. and weights[1, 0, 0] == 1.
+    with pytest.raises(ValueError, match='confidence'):
+        teacher_pseudo_labels(logits, 0.)
+
+
+def test_the_teacher_starts_from_the_loaded_weights_and_its_labels_replace_the_files():
+    model = build(mean_teacher=dict(momentum=0.25, confidence=1e-6), lambda_adv=0.)
+    with torch.no_grad():  # weights loaded after construction (a stage's load_from): the teacher must follow them
+        for p in model.segmentor.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    student0 = params(model.segmentor)
+    files = torch.full((1, 32, 40), NUM_CLASSES - 1)  # the file's labels: the last class everywhere
+    log = model.train_step(batch(pseudo=files), sgd_wrappers(model, lr=0., dis_lr=0.))
+    assert int(model.teacher.steps) == 1
+    for k, v in params(model.teacher.module).items():
+        assert torch.equal(v, student0[k]), k  # the first update copies M
+    # the SSL term is M's CE against its own (= the teacher's) argmax, weight 1 (every pixel confident): not the file's
+    # (the teacher labels in eval mode; M trains in the mode it is in)
+    data = model.data_preprocessor(batch()['target'], True)
+
+    def up(segmentor):
+        with torch.no_grad():
+            return F.interpolate(segmentor(data['inputs'], None, mode='tensor'), size=(32, 40), mode='bilinear',
+                                 align_corners=True)
+    student = up(model.segmentor)
+    labels = up(model.segmentor.eval()).argmax(1)
+    model.segmentor.train()
+    torch.testing.assert_close(log['tgt.loss_ssl'], F.cross_entropy(student, labels), rtol=1e-5, atol=1e-6)
+    assert (labels != files).float().mean() > 0.5  # M's classes are not the file's
+    assert not torch.isclose(log['tgt.loss_ssl'], F.cross_entropy(student, files))
+    assert log['tgt.teacher_confident'] == 1.
+
+
+def test_the_teacher_is_an_exponential_moving_average_of_m():
+    model = build(mean_teacher=dict(momentum=0.25))
+    wrappers = sgd_wrappers(model, lr=0.5)
+    pseudo = torch.randint(0, NUM_CLASSES, (1, 32, 40))
+    model.train_step(batch(pseudo=pseudo), wrappers)  # teacher = M before the step; M moves
+    teacher1, student1 = params(model.teacher.module), params(model.segmentor)
+    assert any(not torch.equal(teacher1[k], v) for k, v in student1.items())
+    model.train_step(batch(pseudo=pseudo), wrappers)
+    for k, v in params(model.teacher.module).items():
+        torch.testing.assert_close(v, 0.75 * teacher1[k] + 0.25 * student1[k])
+    assert int(model.teacher.steps) == 2
+
+
+def test_the_teacher_round_trips_through_a_checkpoint_and_is_absent_without_the_switch():
+    model = build(mean_teacher=dict(momentum=0.25))
+    model.train_step(batch(pseudo=torch.randint(0, NUM_CLASSES, (1, 32, 40))), sgd_wrappers(model, lr=0.5))
+    model.train_step(batch(), sgd_wrappers(model, lr=0.5))  # an adversarial-only step updates it too
+    state = model.state_dict()
+    assert int(state['teacher.steps']) == 2
+    other = build(mean_teacher=dict(momentum=0.25))
+    other.load_state_dict(state)
+    assert int(other.teacher.steps) == 2
+    for k, v in params(model.teacher.module).items():
+        assert torch.equal(v, params(other.teacher.module)[k])
+    assert not any(k.startswith('teacher.') for k in build().state_dict())  # the release's model is unchanged
+    # the optimiser of M does not see the teacher
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+
+
+@pytest.mark.parametrize('setting, match', [(dict(momentum=1.), 'momentum'), (dict(confidence=0.), 'confidence'),
+                                            (dict(alpha=0.99), 'takes momentum and confidence')])
+def test_bad_mean_teacher_settings_are_refused(setting, match):
+    with pytest.raises(ValueError, match=match):
+        build(mean_teacher=setting)

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel
+from mmengine.model import BaseModel, ExponentialMovingAverage
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmseg.models.losses import cross_entropy
 from mmseg.registry import MODELS
@@ -15,6 +15,7 @@ from torch import Tensor
 from ..discriminators.output_discriminator import check_num_classes
 from .class_mix import class_mix
 from .labels import check_label_values, stack_pseudo_labels
+from .mean_teacher import teacher_pseudo_labels
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -84,6 +85,17 @@ class BDLSegmentor(BaseModel):
             taken on the target images with half of a source crop's classes pasted in, with their source labels
             (DACS's ClassMix, :func:`~bdl_mm.models.segmentors.class_mix.class_mix`), in a third forward and
             backward pass; D_M still sees the plain target. Defaults to False.
+        mean_teacher (dict, optional): Not in the release (a switch of the project, DACS's mean teacher):
+            ``dict(momentum=0.01, confidence=0.968)``. M keeps a teacher, mmengine's ``ExponentialMovingAverage``
+            of its weights (``teacher = (1 - momentum) * teacher + momentum * M`` before every training step; the
+            first step copies M, so the teacher starts from the weights M was loaded with), and in the steps whose
+            target samples carry pseudo labels (the SSL stages) M trains on the teacher's labels of the same
+            target batch instead of the labels read from the files: every pixel its most likely class, weighted by
+            the image's fraction of pixels with teacher confidence >= ``confidence``
+            (:func:`~bdl_mm.models.segmentors.mean_teacher.teacher_pseudo_labels`); ``class_mix`` then mixes those.
+            The teacher is part of the model's state (``teacher.*``, its step count included), so a resumed stage
+            and the next stage loading this one's checkpoint continue it; the exported M (``segmentor.pth``) and
+            evaluation are the student's. Defaults to None (the release: the files' labels).
         adversarial (bool): Whether to train with D_M. False (ablation) drops the adversarial loss and the
             D_M update. Defaults to True.
         source_label (float): D_M label of source predictions (release: 0).
@@ -100,6 +112,7 @@ class BDLSegmentor(BaseModel):
                  lambda_adv: float = 0.001,
                  lambda_ssl: float = 1.0,
                  class_mix: bool = False,
+                 mean_teacher: Optional[dict] = None,
                  adversarial: bool = True,
                  source_label: float = 0.,
                  target_label: float = 1.,
@@ -141,6 +154,20 @@ class BDLSegmentor(BaseModel):
         self.lambda_adv = float(lambda_adv)
         self.lambda_ssl = float(lambda_ssl)
         self.class_mix = bool(class_mix)
+        self.teacher, self.teacher_confidence = None, None
+        if mean_teacher is not None:
+            unknown = sorted(set(mean_teacher) - {'momentum', 'confidence'})
+            if unknown:
+                raise ValueError(f'BDLSegmentor: mean_teacher takes momentum and confidence, got {unknown}')
+            momentum = float(mean_teacher.get('momentum', 0.01))
+            if not 0. < momentum < 1.:
+                raise ValueError(f'BDLSegmentor: mean_teacher.momentum must be in (0, 1) (the weight of M in each '
+                                 f'update, DACS: 0.01), got {momentum}')
+            self.teacher_confidence = float(mean_teacher.get('confidence', 0.968))
+            if not 0. < self.teacher_confidence <= 1.:
+                raise ValueError(f'BDLSegmentor: mean_teacher.confidence must be in (0, 1], got '
+                                 f'{self.teacher_confidence}')
+            self.teacher = ExponentialMovingAverage(self.segmentor, momentum=momentum)
         self.source_label = float(source_label)
         self.target_label = float(target_label)
 
@@ -228,6 +255,24 @@ class BDLSegmentor(BaseModel):
             losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * ce(aux_up)
         return losses
 
+    def _teacher_labels(self, tgt: dict, shape: torch.Size) -> Tuple[Tensor, Tensor]:
+        """The mean teacher's pseudo labels and weights of the target batch (eval mode, no gradient); samples
+        without pseudo labels, and padding, stay ignored (255)."""
+        teacher = self.teacher.module
+        was_training = teacher.training
+        teacher.eval()
+        try:
+            with torch.no_grad():
+                logits = self._upsample(teacher(tgt['inputs'], None, mode='tensor'), shape)
+        finally:
+            teacher.train(was_training)
+        valid = torch.zeros((len(tgt['data_samples']), *shape), dtype=torch.bool, device=logits.device)
+        for j, sample in enumerate(tgt['data_samples']):
+            if 'gt_sem_seg' in sample:
+                h, w = sample.metainfo.get('img_shape', shape)[:2]
+                valid[j, :h, :w] = True
+        return teacher_pseudo_labels(logits, self.teacher_confidence, valid)
+
     def _class_mix(self, src: dict, tgt_inputs: Tensor, pseudo: Tensor, pseudo_w: Optional[Tensor]) -> tuple:
         """``(images, labels, weights)``: the target batch with half of a source crop's classes pasted in."""
         shape = src['inputs'].shape[2:]
@@ -296,6 +341,8 @@ class BDLSegmentor(BaseModel):
         tgt = None if source_only else self.data_preprocessor(data['target'], True)
         adversarial = self.adversarial and not source_only
         log_vars = dict()
+        if self.teacher is not None:  # before the step: the first update copies the weights M starts from
+            self.teacher.update_parameters(_unwrap(self.segmentor))
 
         # ---- (1) M update, D_M frozen
         d_params = list(self.discriminator.parameters()) if adversarial else []
@@ -318,6 +365,9 @@ class BDLSegmentor(BaseModel):
                 tgt_shape = tgt['inputs'].shape[2:]
                 check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
                 pseudo, pseudo_w = stack_pseudo_labels(tgt['data_samples'], tgt_shape)
+                if pseudo is not None and self.teacher is not None:  # the teacher's labels replace the files'
+                    pseudo, pseudo_w = self._teacher_labels(tgt, tgt_shape)
+                    log_vars['tgt.teacher_confident'] = pseudo_w[:, 0, 0].mean()
                 mix = pseudo is not None and self.class_mix
                 if mix:  # the pseudo labels train M on the mixed images (below), not on the plain target
                     mixed = self._class_mix(src, tgt['inputs'], pseudo, pseudo_w)
