@@ -248,3 +248,28 @@ def test_ssl_untranslated_source_on_a_branch_of_a_finished_run(toy, tmp_path):
     original = ssl[6]['source']['data_samples']
     assert original.img_path.startswith(osp.join(toy, 'gta5', 'images'))
     assert original.seg_map_path == ssl[0]['source']['data_samples'].seg_map_path
+
+
+def test_mean_teacher_runs_through_the_plan(toy, tmp_path):
+    """model.mean_teacher end to end (FDA in F's place, K = 1, N = 1, 2 iterations per M stage): the teacher is
+    saved with each stage's model and continued by the stage that loads it (the toy starts every adaptation run
+    from M(0): 2 updates in M(0), 2 more in M_1(1)), it labels only the SSL stage's steps, and M alone is exported."""
+    import glob
+
+    import torch
+    config = write_config(tmp_path / 'cfg.py', toy, extra='model = dict(mean_teacher=dict(momentum=0.5))')
+    state = train(config, tmp_path / 'work')
+    assert list(state['stages']) == STAGES_K1_N1 and state['final_model']['stage'] == 'k1/m1'
+
+    def steps(stage):
+        ckpt = torch.load(osp.join(tmp_path, 'work', stage, 'final_model.pth'), map_location='cpu')
+        return int(ckpt['state_dict']['teacher.steps'])
+
+    def logged(stage):
+        (scalars, ) = glob.glob(osp.join(tmp_path, 'work', stage, '*', 'vis_data', 'scalars.json'))
+        return {key for line in open(scalars) for key in json.loads(line)}
+
+    assert (steps('m0'), steps('k1/m0'), steps('k1/m1')) == (2, 4, 4)
+    assert 'tgt.teacher_confident' in logged('k1/m1') and 'tgt.teacher_confident' not in logged('k1/m0')
+    segmentor = torch.load(osp.join(tmp_path, 'work', 'k1/m1', 'segmentor.pth'), map_location='cpu')
+    assert not any('teacher' in k for k in segmentor['state_dict'])
