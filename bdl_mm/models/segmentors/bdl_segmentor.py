@@ -5,7 +5,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel, ExponentialMovingAverage
+from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmseg.models.losses import cross_entropy
 from mmseg.registry import MODELS
@@ -15,7 +15,7 @@ from torch import Tensor
 from ..discriminators.output_discriminator import check_num_classes
 from .class_mix import class_mix
 from .labels import check_label_values, stack_pseudo_labels
-from .mean_teacher import teacher_pseudo_labels
+from .mean_teacher import build_teacher, teacher_labels
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -154,20 +154,7 @@ class BDLSegmentor(BaseModel):
         self.lambda_adv = float(lambda_adv)
         self.lambda_ssl = float(lambda_ssl)
         self.class_mix = bool(class_mix)
-        self.teacher, self.teacher_confidence = None, None
-        if mean_teacher is not None:
-            unknown = sorted(set(mean_teacher) - {'momentum', 'confidence'})
-            if unknown:
-                raise ValueError(f'BDLSegmentor: mean_teacher takes momentum and confidence, got {unknown}')
-            momentum = float(mean_teacher.get('momentum', 0.01))
-            if not 0. < momentum < 1.:
-                raise ValueError(f'BDLSegmentor: mean_teacher.momentum must be in (0, 1) (the weight of M in each '
-                                 f'update, DACS: 0.01), got {momentum}')
-            self.teacher_confidence = float(mean_teacher.get('confidence', 0.968))
-            if not 0. < self.teacher_confidence <= 1.:
-                raise ValueError(f'BDLSegmentor: mean_teacher.confidence must be in (0, 1], got '
-                                 f'{self.teacher_confidence}')
-            self.teacher = ExponentialMovingAverage(self.segmentor, momentum=momentum)
+        self.teacher, self.teacher_confidence = build_teacher(self.segmentor, mean_teacher)
         self.source_label = float(source_label)
         self.target_label = float(target_label)
 
@@ -254,24 +241,6 @@ class BDLSegmentor(BaseModel):
             aux_up = self._upsample(head(feats), up.shape[2:], head.align_corners)
             losses[f'loss_ssl_{suffix}'] = self.lambda_ssl * self._loss_weight(head) * ce(aux_up)
         return losses
-
-    def _teacher_labels(self, tgt: dict, shape: torch.Size) -> Tuple[Tensor, Tensor]:
-        """The mean teacher's pseudo labels and weights of the target batch (eval mode, no gradient); samples
-        without pseudo labels, and padding, stay ignored (255)."""
-        teacher = self.teacher.module
-        was_training = teacher.training
-        teacher.eval()
-        try:
-            with torch.no_grad():
-                logits = self._upsample(teacher(tgt['inputs'], None, mode='tensor'), shape)
-        finally:
-            teacher.train(was_training)
-        valid = torch.zeros((len(tgt['data_samples']), *shape), dtype=torch.bool, device=logits.device)
-        for j, sample in enumerate(tgt['data_samples']):
-            if 'gt_sem_seg' in sample:
-                h, w = sample.metainfo.get('img_shape', shape)[:2]
-                valid[j, :h, :w] = True
-        return teacher_pseudo_labels(logits, self.teacher_confidence, valid)
 
     def _class_mix(self, src: dict, tgt_inputs: Tensor, pseudo: Tensor, pseudo_w: Optional[Tensor]) -> tuple:
         """``(images, labels, weights)``: the target batch with half of a source crop's classes pasted in."""
@@ -366,7 +335,8 @@ class BDLSegmentor(BaseModel):
                 check_label_values(tgt['data_samples'], num_classes, 'pseudo_label_path')
                 pseudo, pseudo_w = stack_pseudo_labels(tgt['data_samples'], tgt_shape)
                 if pseudo is not None and self.teacher is not None:  # the teacher's labels replace the files'
-                    pseudo, pseudo_w = self._teacher_labels(tgt, tgt_shape)
+                    pseudo, pseudo_w = teacher_labels(self.teacher.module, tgt, tgt_shape, self.teacher_confidence,
+                                                      self._upsample)
                     log_vars['tgt.teacher_confident'] = pseudo_w[:, 0, 0].mean()
                 mix = pseudo is not None and self.class_mix
                 if mix:  # the pseudo labels train M on the mixed images (below), not on the plain target

@@ -8,11 +8,50 @@ every pixel gets the teacher's most likely class, and each image's pixels are we
 pixels whose teacher confidence reaches ``confidence`` (DACS: 0.968), so an image the teacher is unsure of weighs
 little as a whole instead of being cut class by class.
 """
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.model import ExponentialMovingAverage
 from torch import Tensor
+
+
+def build_teacher(segmentor: nn.Module, mean_teacher: Optional[dict]) -> Tuple[Optional[nn.Module], Optional[float]]:
+    """``(teacher, confidence)`` of ``BDLSegmentor(mean_teacher=...)``: mmengine's EMA of ``segmentor`` and the
+    confidence of DACS's rule, or ``(None, None)`` without the switch; bad settings are refused."""
+    if mean_teacher is None:
+        return None, None
+    unknown = sorted(set(mean_teacher) - {'momentum', 'confidence'})
+    if unknown:
+        raise ValueError(f'BDLSegmentor: mean_teacher takes momentum and confidence, got {unknown}')
+    momentum = float(mean_teacher.get('momentum', 0.01))
+    if not 0. < momentum < 1.:
+        raise ValueError(f'BDLSegmentor: mean_teacher.momentum must be in (0, 1) (the weight of M in each update, '
+                         f'DACS: 0.01), got {momentum}')
+    confidence = float(mean_teacher.get('confidence', 0.968))
+    if not 0. < confidence <= 1.:
+        raise ValueError(f'BDLSegmentor: mean_teacher.confidence must be in (0, 1], got {confidence}')
+    return ExponentialMovingAverage(segmentor, momentum=momentum), confidence
+
+
+def teacher_labels(teacher: nn.Module, tgt: dict, shape: torch.Size, confidence: float,
+                   upsample: Callable) -> Tuple[Tensor, Tensor]:
+    """The teacher's pseudo labels and weights of a preprocessed target batch (eval mode, no gradient, logits
+    upsampled to ``shape`` by ``upsample``); samples without pseudo labels, and padding, stay ignored (255)."""
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.no_grad():
+            logits = upsample(teacher(tgt['inputs'], None, mode='tensor'), shape)
+    finally:
+        teacher.train(was_training)
+    valid = torch.zeros((len(tgt['data_samples']), *shape), dtype=torch.bool, device=logits.device)
+    for j, sample in enumerate(tgt['data_samples']):
+        if 'gt_sem_seg' in sample:
+            h, w = sample.metainfo.get('img_shape', shape)[:2]
+            valid[j, :h, :w] = True
+    return teacher_pseudo_labels(logits, confidence, valid)
 
 
 def teacher_pseudo_labels(logits: Tensor, confidence: float,
