@@ -17,6 +17,13 @@ from mmengine.model import ExponentialMovingAverage
 from torch import Tensor
 
 
+def check_confidence(confidence: float) -> float:
+    """DACS's confidence must be a probability above 0 (at 0 every pixel would count as confident)."""
+    if not 0. < confidence <= 1.:
+        raise ValueError(f'BDLSegmentor: mean_teacher.confidence must be in (0, 1], got {confidence}')
+    return confidence
+
+
 def build_teacher(segmentor: nn.Module, mean_teacher: Optional[dict]) -> Tuple[Optional[nn.Module], Optional[float]]:
     """``(teacher, confidence)`` of ``BDLSegmentor(mean_teacher=...)``: mmengine's EMA of ``segmentor`` and the
     confidence of DACS's rule, or ``(None, None)`` without the switch; bad settings are refused."""
@@ -29,9 +36,7 @@ def build_teacher(segmentor: nn.Module, mean_teacher: Optional[dict]) -> Tuple[O
     if not 0. < momentum < 1.:
         raise ValueError(f'BDLSegmentor: mean_teacher.momentum must be in (0, 1) (the weight of M in each update, '
                          f'DACS: 0.01), got {momentum}')
-    confidence = float(mean_teacher.get('confidence', 0.968))
-    if not 0. < confidence <= 1.:
-        raise ValueError(f'BDLSegmentor: mean_teacher.confidence must be in (0, 1], got {confidence}')
+    confidence = check_confidence(float(mean_teacher.get('confidence', 0.968)))
     return ExponentialMovingAverage(segmentor, momentum=momentum), confidence
 
 
@@ -68,8 +73,7 @@ def teacher_pseudo_labels(logits: Tensor, confidence: float,
         ``(labels, weights)``: ``(N, H, W)`` long labels (255 outside ``valid``) and ``(N, H, W)`` float weights,
         each image's fraction of confident valid pixels at every one of its pixels.
     """
-    if not 0. < confidence <= 1.:
-        raise ValueError(f'mean_teacher.confidence must be in (0, 1], got {confidence}')
+    check_confidence(confidence)
     prob, labels = F.softmax(logits.float(), dim=1).max(dim=1)
     if valid is None:
         valid = torch.ones_like(labels, dtype=torch.bool)
