@@ -132,20 +132,28 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     assert robust.train_cfg.m_init == 'previous' and robust.model.class_mix is True
     structure = dict(weight=5., scale=1)  # F keeps the source's edges (ledger row R3)
     assert plain(recipe.robust_train_cfg) == dict(
-        m_init='previous', stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=structure)))))
-    assert plain(recipe.robust_model) == dict(class_mix=True)
+        m_init='previous', ssl_from_previous_round=True,  # M_0(k >= 2) with pseudo labels (R4)
+        stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=structure)))))
+    assert plain(recipe.robust_model) == dict(class_mix=True) and recipe.robust_ssl_lr_factor == 0.2
     assert plain(robust.train_cfg.stages.translation.cfg_options.model.structure_loss) == structure
     assert 'structure_loss' not in (release.train_cfg.stages.translation.cfg_options.get('model') or {})
+    assert robust.train_cfg.ssl_from_previous_round is True and not release.train_cfg.get('ssl_from_previous_round')
+    # the SSL stages at a fifth of the flagship's M learning rate (R5): 5e-3 -> 1e-3 (toy), 2.5e-4 -> 5e-5 (real)
+    m_lr = release.optim_wrapper.segmentor.optimizer.lr
+    assert robust.train_cfg.stages.ssl_adaptation.optim_wrapper.segmentor.optimizer.lr == pytest.approx(m_lr / 5)
+    assert 'optim_wrapper' not in release.train_cfg.stages.ssl_adaptation
     for cfg in (release, robust):  # everything else is the flagship's
-        cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None)
+        cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None), cfg.train_cfg.pop('ssl_from_previous_round', 0)
+        cfg.train_cfg.stages.ssl_adaptation.pop('optim_wrapper', None)
         f_opts = cfg.train_cfg.stages.translation.cfg_options
         f_opts.get('model', {}).pop('structure_loss', None)
         if f_opts.get('model') == {}:  # the real flagships' F options have no model key
             f_opts.pop('model')
-        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None)
+        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None), cfg.pop('robust_ssl_lr_factor', None)
     assert plain(robust.train_cfg) == plain(release.train_cfg) and plain(robust.model) == plain(release.model)
     assert plain(robust) == plain(release)
     # the plan: every M continues from the M before it
     plan = build_plan(load(flagship.replace('.py', '_robust.py')).train_cfg)
     assert plan.get('k1/m0').start_from == 'm0' and plan.get('k1/m1').start_from == 'k1/m0'
     assert plan.get('k2/m0').start_from == 'k1/m2' and plan.get('k2/m2').start_from == 'k2/m1'
+    assert plan.get('k2/m0').kind == 'ssl_adaptation' and 'k2/ssl0' in plan.names  # R4: M_0(2) with pseudo labels

@@ -214,3 +214,19 @@ def test_structure_loss_reaches_f_from_the_command_line(toy_cfg):
     assert f.model.structure_loss == dict(weight=1.)
     plain = builder(toy_cfg).translation_cfg(configs.plan.get('k1/translation'), '/w/run/m0/segmentor.pth')
     assert 'structure_loss' not in plain.model and f.model.perceptual_loss == plain.model.perceptual_loss
+
+
+def test_robust_ssl_stages_train_at_a_fifth_of_the_lr():
+    """configs/bdl_toy_robust.py (ledger rows R4, R5): every M trained with pseudo labels, M_0(k >= 2) included, gets
+    a fifth of M's learning rate (5e-3 -> 1e-3), D_M keeps its own; M(0), M_0(1) and the oracle keep M's; the
+    reference tracks run the same recipe."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'bdl_toy_robust.py'))
+    configs = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), '/w/run')
+    lr = {name: configs.m_stage_cfg(configs.plan.get(name)).optim_wrapper for name in (
+        'm0', 'k1/m0', 'k1/m1', 'k1/m2', 'k2/m0', 'k2/m2', 'ref/oracle', 'ref/reinhard/k1/m0', 'ref/reinhard/k1/m1')}
+    assert cfg.optim_wrapper.segmentor.optimizer.lr == 5e-3
+    assert {n: w.segmentor.optimizer.lr for n, w in lr.items()} == {
+        'm0': 5e-3, 'k1/m0': 5e-3, 'k1/m1': 1e-3, 'k1/m2': 1e-3, 'k2/m0': 1e-3, 'k2/m2': 1e-3, 'ref/oracle': 5e-3,
+        'ref/reinhard/k1/m0': 5e-3, 'ref/reinhard/k1/m1': 1e-3}
+    assert {w.discriminator.optimizer.lr for w in lr.values()} == {cfg.optim_wrapper.discriminator.optimizer.lr}
+    assert configs.plan.get('k2/ssl0').kind == 'pseudo_label' and 'k1/ssl0' not in configs.plan.names
