@@ -161,6 +161,8 @@ class StageConfigBuilder:
         else:
             overrides = copy.deepcopy(self.stage_cfgs[stage.kind])
         cfg.merge_from_dict(overrides.to_dict(), allow_list_keys=True)
+        if stage.kind == SSL_ADAPTATION and self.plan.ssl_lr_factor != 1:
+            self.scale_m_lr(cfg, self.plan.ssl_lr_factor)
         cfg.model.adversarial = bool(self.adversarial) and stage.kind not in (SOURCE_ONLY, ORACLE)
         dataset = cfg.train_dataloader.dataset
         if stage.kind == ORACLE:  # the target's labelled train split, segmentation loss alone
@@ -178,6 +180,16 @@ class StageConfigBuilder:
         self.set_stage_run(cfg, stage)
         cfg.load_from = load_from
         return cfg
+
+    @staticmethod
+    def scale_m_lr(cfg: Config, factor: float):
+        """``train_cfg.ssl_lr_factor``: M's learning rate (``optim_wrapper.segmentor.optimizer.lr``) times
+        ``factor``, its schedule's shape and D_M's optimiser untouched."""
+        optimizer = ((cfg.get('optim_wrapper') or {}).get('segmentor') or {}).get('optimizer') or {}
+        if 'lr' not in optimizer:
+            raise ValueError('train_cfg.ssl_lr_factor scales optim_wrapper.segmentor.optimizer.lr, which this '
+                             'config does not set')
+        optimizer.lr = optimizer.lr * factor
 
     def import_cfg(self, stage: Stage) -> Config:
         """The config that evaluates an imported M(0) (``train_cfg.source_only_checkpoint``): no training."""

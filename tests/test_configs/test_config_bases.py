@@ -125,6 +125,7 @@ def test_metafile_and_readme_list_the_same_configs():
 @pytest.mark.parametrize('flagship', ['bdl_gta5.py', 'bdl_synthia.py', 'bdl_toy.py'])
 def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     """A robust config differs from its flagship only in the recipe's switches; the flagship keeps the release's."""
+    from bdl_mm.engine.stage_configs import StageConfigBuilder
     from bdl_mm.structures.plan import build_plan
     release, robust = load(flagship), load(flagship.replace('.py', '_robust.py'))
     recipe = load('_base_', 'recipes', 'robust_ssl.py')
@@ -133,27 +134,31 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     structure = dict(weight=5., scale=1)  # F keeps the source's edges (ledger row R3)
     assert plain(recipe.robust_train_cfg) == dict(
         m_init='previous', ssl_from_previous_round=True,  # M_0(k >= 2) with pseudo labels (R4)
+        ssl_lr_factor=0.2,  # the SSL stages at a fifth of M's learning rate (R5)
         stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=structure)))))
-    assert plain(recipe.robust_model) == dict(class_mix=True) and recipe.robust_ssl_lr_factor == 0.2
+    assert plain(recipe.robust_model) == dict(class_mix=True)
     assert plain(robust.train_cfg.stages.translation.cfg_options.model.structure_loss) == structure
     assert 'structure_loss' not in (release.train_cfg.stages.translation.cfg_options.get('model') or {})
     assert robust.train_cfg.ssl_from_previous_round is True and not release.train_cfg.get('ssl_from_previous_round')
-    # the SSL stages at a fifth of the flagship's M learning rate (R5): 5e-3 -> 1e-3 (toy), 2.5e-4 -> 5e-5 (real)
-    m_lr = release.optim_wrapper.segmentor.optimizer.lr
-    assert robust.train_cfg.stages.ssl_adaptation.optim_wrapper.segmentor.optimizer.lr == pytest.approx(m_lr / 5)
-    assert 'optim_wrapper' not in release.train_cfg.stages.ssl_adaptation
+    assert robust.train_cfg.ssl_lr_factor == 0.2 and release.train_cfg.get('ssl_lr_factor', 1.0) == 1.0  # R5
     for cfg in (release, robust):  # everything else is the flagship's
         cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None), cfg.train_cfg.pop('ssl_from_previous_round', 0)
-        cfg.train_cfg.stages.ssl_adaptation.pop('optim_wrapper', None)
+        cfg.train_cfg.pop('ssl_lr_factor', None)
         f_opts = cfg.train_cfg.stages.translation.cfg_options
         f_opts.get('model', {}).pop('structure_loss', None)
         if f_opts.get('model') == {}:  # the real flagships' F options have no model key
             f_opts.pop('model')
-        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None), cfg.pop('robust_ssl_lr_factor', None)
+        cfg.pop('robust_train_cfg', None), cfg.pop('robust_model', None)
     assert plain(robust.train_cfg) == plain(release.train_cfg) and plain(robust.model) == plain(release.model)
     assert plain(robust) == plain(release)
     # the plan: every M continues from the M before it
-    plan = build_plan(load(flagship.replace('.py', '_robust.py')).train_cfg)
+    robust = load(flagship.replace('.py', '_robust.py'))
+    plan = build_plan(robust.train_cfg)
     assert plan.get('k1/m0').start_from == 'm0' and plan.get('k1/m1').start_from == 'k1/m0'
     assert plan.get('k2/m0').start_from == 'k1/m2' and plan.get('k2/m2').start_from == 'k2/m1'
     assert plan.get('k2/m0').kind == 'ssl_adaptation' and 'k2/ssl0' in plan.names  # R4: M_0(2) with pseudo labels
+    # R5 on the flagship's own M learning rate: 5e-3 -> 1e-3 (toy), 2.5e-4 -> 5e-5 (real pairs)
+    configs = StageConfigBuilder(robust, plan, '/w/run')
+    m_lr = release.optim_wrapper.segmentor.optimizer.lr
+    assert configs.m_stage_cfg(plan.get('k1/m1')).optim_wrapper.segmentor.optimizer.lr == pytest.approx(m_lr / 5)
+    assert configs.m_stage_cfg(plan.get('k1/m0')).optim_wrapper.segmentor.optimizer.lr == pytest.approx(m_lr)

@@ -230,3 +230,20 @@ def test_robust_ssl_stages_train_at_a_fifth_of_the_lr():
         'ref/reinhard/k1/m0': 5e-3, 'ref/reinhard/k1/m1': 1e-3}
     assert {w.discriminator.optimizer.lr for w in lr.values()} == {cfg.optim_wrapper.discriminator.optimizer.lr}
     assert configs.plan.get('k2/ssl0').kind == 'pseudo_label' and 'k1/ssl0' not in configs.plan.names
+
+
+def test_ssl_lr_factor_scales_the_ssl_stages_lr_after_their_own_settings(toy_cfg):
+    """``train_cfg.ssl_lr_factor`` multiplies whatever lr an SSL stage would train at, its own stage setting
+    included; a config whose M optimiser names no lr is refused in one line."""
+    cfg = copy.deepcopy(toy_cfg)
+    cfg.merge_from_dict({'train_cfg.ssl_lr_factor': 0.5,
+                         'train_cfg.stages.ssl_adaptation.optim_wrapper.segmentor.optimizer.lr': 4e-3})
+    configs = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), '/w/run')
+    assert configs.plan.ssl_lr_factor == 0.5 and 'ssl_lr_factor=0.5' in format_plan(configs.plan)
+    assert configs.m_stage_cfg(configs.plan.get('k1/m1')).optim_wrapper.segmentor.optimizer.lr == 2e-3
+    assert configs.m_stage_cfg(configs.plan.get('k1/m0')).optim_wrapper.segmentor.optimizer.lr == 5e-3
+    assert 'ssl_lr_factor' not in format_plan(builder(toy_cfg).plan)
+    del cfg.optim_wrapper.segmentor.optimizer['lr']
+    cfg.train_cfg.stages.ssl_adaptation.pop('optim_wrapper')
+    with pytest.raises(ValueError, match=r'^train_cfg\.ssl_lr_factor scales optim_wrapper\.segmentor\.optimizer\.lr'):
+        StageConfigBuilder(cfg, build_plan(cfg.train_cfg), '/w/run').m_stage_cfg(configs.plan.get('k1/m1'))

@@ -83,6 +83,9 @@ class BidirectionalLoop(BaseLoop):
             i >= 1, and M_0(k) under ``ssl_from_previous_round``) trains on S'(k) alone; ``True``: on S'(k) and the
             untranslated S, half and half (``UDADataset.untranslated_source``), so that source labels that F's S'
             no longer fits (redrawn texture, moved edges) teach M half as often.
+        ssl_lr_factor (float): ``1.0`` (release): every M stage at the learning rate of M's optimiser
+            (``optim_wrapper.segmentor.optimizer.lr``, or a stage's own under ``stages``); any other value scales
+            it in every SSL stage (as ``ssl_untranslated_source``'s), D_M's untouched: the robust recipe's 0.2.
         source_only_checkpoint (str, optional): a trained M(0) (BDLSegmentor or plain segmentor
             checkpoint) instead of training it.
         sample_sheets (bool): save a PNG sample sheet per M stage.
@@ -137,6 +140,7 @@ class BidirectionalLoop(BaseLoop):
                  m_init: str = 'initial',
                  ssl_from_previous_round: bool = False,
                  ssl_untranslated_source: bool = False,
+                 ssl_lr_factor: float = 1.0,
                  source_only_checkpoint: Optional[str] = None,
                  sample_sheets: bool = True,
                  check_data: str = 'header',
@@ -152,7 +156,8 @@ class BidirectionalLoop(BaseLoop):
         self.plan = build_plan(dict(K=K, N=N, stages=stages, use_translation=use_translation, use_ssl=use_ssl,
                                     perceptual=perceptual, m_init=m_init, source_only_checkpoint=source_only_checkpoint,
                                     ssl_from_previous_round=ssl_from_previous_round,
-                                    ssl_untranslated_source=ssl_untranslated_source, references=references))
+                                    ssl_untranslated_source=ssl_untranslated_source, ssl_lr_factor=ssl_lr_factor,
+                                    references=references))
         if check_data not in CHECK_MODES:
             raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
         self.check_data, self.force_resume = check_data, bool(force_resume)

@@ -11,12 +11,10 @@
 #     aligned with the source labels where the target's layout differs (the toy's texture_layout);
 #   - ssl_from_previous_round: in rounds k >= 2, M_0(k) trains on pseudo labels of T from M(k-1) too, so the round's
 #     first M keeps what the last round learnt on T;
-#   - the SSL stages (every M trained with pseudo labels) at a fifth of M's learning rate (robust_ssl_lr_factor;
-#     each robust config applies it to its flagship's lr): M, which continues from the M before it, moves less
-#     towards its own labels in each SSL run.
+#   - ssl_lr_factor: the SSL stages (every M trained with pseudo labels) at a fifth of M's learning rate, D_M's
+#     untouched: M, which continues from the M before it, moves less towards its own labels in each SSL run.
 # Screened and not chosen (docs/fidelity.md rows 17 and 18): SSL on S' and S; labels from a mean teacher.
 robust_train_cfg = dict(
-    m_init='previous', ssl_from_previous_round=True,
+    m_init='previous', ssl_from_previous_round=True, ssl_lr_factor=0.2,
     stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=dict(weight=5., scale=1))))))
 robust_model = dict(class_mix=True)
-robust_ssl_lr_factor = 0.2
