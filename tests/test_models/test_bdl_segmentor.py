@@ -373,6 +373,31 @@ def test_class_mix_pastes_half_the_source_classes():
         class_mix(tgt_img, tgt_label, src_img, src_label)
 
 
+def test_class_mix_inverse_area_pastes_small_classes_first():
+    """``choice='inverse_area'``: a crop of 80 pixels, class 0 on 76, class 1 on 4, one class of two pasted; class 1
+    is drawn with probability (1/4) / (1/4 + 1/76) = 0.95 (uniform: 0.5), over 2,000 draws."""
+    from bdl_mm.models.segmentors.class_mix import class_mix
+    src_img, tgt_img = torch.rand(1, 3, 8, 10), torch.rand(1, 3, 8, 10)  # same size: the crop is the image
+    src_label = torch.zeros(1, 8, 10, dtype=torch.long)
+    src_label[0, :2, :2] = 1
+    tgt_label = torch.full((1, 8, 10), 7)
+    torch.manual_seed(0)
+    share = {}
+    for choice in ('uniform', 'inverse_area'):
+        small = 0
+        for _ in range(2000):
+            _, labels, _, mask = class_mix(src_img, src_label, tgt_img, tgt_label, choice=choice)
+            assert mask.sum() in (4, 76)  # one whole class, never both
+            small += int(mask.sum() == 4)
+        share[choice] = small / 2000
+    assert abs(share['uniform'] - 0.5) < 0.04 and abs(share['inverse_area'] - 0.95) < 0.015
+    with pytest.raises(ValueError, match="choice must be one of"):
+        class_mix(src_img, src_label, tgt_img, tgt_label, choice='rare')
+    with pytest.raises(ValueError, match="class_mix_choice must be one of"):
+        build(class_mix=True, class_mix_choice='rare')
+    assert build(class_mix=True, class_mix_choice='inverse_area').class_mix_choice == 'inverse_area'
+
+
 def test_class_mix_switch_trains_on_the_mixed_target():
     pseudo = torch.randint(0, NUM_CLASSES, (1, 32, 40))
     off, on = build(lambda_adv=1.), build(lambda_adv=1., class_mix=True)

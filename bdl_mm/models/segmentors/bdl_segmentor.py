@@ -13,6 +13,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, add_prefix
 from torch import Tensor
 
 from ..discriminators.output_discriminator import check_num_classes
+from .class_mix import CHOICES as CLASS_MIX_CHOICES
 from .class_mix import class_mix
 from .labels import check_label_values, stack_pseudo_labels
 from .mean_teacher import build_teacher, teacher_labels
@@ -85,6 +86,9 @@ class BDLSegmentor(BaseModel):
             taken on the target images with half of a source crop's classes pasted in, with their source labels
             (DACS's ClassMix, :func:`~bdl_mm.models.segmentors.class_mix.class_mix`), in a third forward and
             backward pass; D_M still sees the plain target. Defaults to False.
+        class_mix_choice (str): Not in the release or DACS: how ClassMix draws the half of the crop's classes it
+            pastes: ``'uniform'`` (DACS, default) or ``'inverse_area'`` (each class with probability proportional to
+            one over its pixel count in the crop: small classes first).
         mean_teacher (dict, optional): Not in the release (a switch of the project, DACS's mean teacher):
             ``dict(momentum=0.01, confidence=0.968)``. M keeps a teacher, mmengine's ``ExponentialMovingAverage``
             of its weights (``teacher = (1 - momentum) * teacher + momentum * M`` before every training step; the
@@ -112,6 +116,7 @@ class BDLSegmentor(BaseModel):
                  lambda_adv: float = 0.001,
                  lambda_ssl: float = 1.0,
                  class_mix: bool = False,
+                 class_mix_choice: str = 'uniform',
                  mean_teacher: Optional[dict] = None,
                  adversarial: bool = True,
                  source_label: float = 0.,
@@ -154,6 +159,10 @@ class BDLSegmentor(BaseModel):
         self.lambda_adv = float(lambda_adv)
         self.lambda_ssl = float(lambda_ssl)
         self.class_mix = bool(class_mix)
+        if class_mix_choice not in CLASS_MIX_CHOICES:
+            raise ValueError(f'BDLSegmentor: class_mix_choice must be one of {CLASS_MIX_CHOICES}, '
+                             f'got {class_mix_choice!r}')
+        self.class_mix_choice = class_mix_choice
         self.teacher, self.teacher_confidence = build_teacher(self.segmentor, mean_teacher)
         self.source_label = float(source_label)
         self.target_label = float(target_label)
@@ -246,7 +255,7 @@ class BDLSegmentor(BaseModel):
         """``(images, labels, weights)``: the target batch with half of a source crop's classes pasted in."""
         shape = src['inputs'].shape[2:]
         src_label = torch.stack([s.gt_sem_seg.data.long().reshape(shape) for s in src['data_samples']])
-        return class_mix(src['inputs'], src_label, tgt_inputs, pseudo, pseudo_w)[:3]
+        return class_mix(src['inputs'], src_label, tgt_inputs, pseudo, pseudo_w, choice=self.class_mix_choice)[:3]
 
     def _mixed_ssl_step(self, seg_optim: OptimWrapper, images: Tensor, labels: Tensor,
                         weights: Optional[Tensor]) -> dict:

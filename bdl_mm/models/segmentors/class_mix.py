@@ -7,6 +7,12 @@ image of the target's size is taken at a random place, half of the classes prese
 up, as DACS) are drawn at random, and their pixels, image and label, are pasted onto the target image and its
 pseudo labels. The mixed images then train M with the mixed labels: the pasted pixels carry true labels of classes
 that self-training alone would let shrink.
+
+``choice='inverse_area'`` (a switch of this project, in neither DACS nor the release) draws the half without
+replacement with each class's probability proportional to one over its pixel count in the crop, so that small
+classes (person, pole, a distant car), the ones self-training loses first, are pasted more often than road or sky,
+whose pseudo labels are the most precise. In the spirit of DAFormer's rare-class sampling (Hoyer et al., CVPR 2022),
+which samples whole source images instead.
 """
 from typing import Optional, Tuple
 
@@ -14,10 +20,12 @@ import torch
 from torch import Tensor
 
 IGNORE_INDEX = 255
+CHOICES = ('uniform', 'inverse_area')
 
 
 def class_mix(src_img: Tensor, src_label: Tensor, tgt_img: Tensor, tgt_label: Tensor,
-              tgt_weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+              tgt_weight: Optional[Tensor] = None,
+              choice: str = 'uniform') -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
     """Paste half of each source crop's classes onto the target images.
 
     Args:
@@ -26,11 +34,14 @@ def class_mix(src_img: Tensor, src_label: Tensor, tgt_img: Tensor, tgt_label: Te
         tgt_img: ``(N, C, H, W)`` target images, ``H <= Hs`` and ``W <= Ws``.
         tgt_label: ``(N, H, W)`` target pseudo labels.
         tgt_weight: ``(N, H, W)`` pseudo-label weights or None; pasted pixels get weight 1.
+        choice: how the half is drawn: ``'uniform'`` (DACS) or ``'inverse_area'`` (smaller classes first).
 
     Returns:
         ``(images, labels, weights, mask)``: the mixed batch, its labels, its weights (None if ``tgt_weight`` is
         None) and the ``(N, H, W)`` bool mask of the pasted pixels. Draws from torch's global random generator.
     """
+    if choice not in CHOICES:
+        raise ValueError(f'class_mix: choice must be one of {CHOICES}, got {choice!r}')
     n, _, h, w = tgt_img.shape
     hs, ws = src_img.shape[-2:]
     if src_img.shape[0] != n or src_label.shape[0] != n:
@@ -45,9 +56,14 @@ def class_mix(src_img: Tensor, src_label: Tensor, tgt_img: Tensor, tgt_label: Te
         y = int(torch.randint(0, hs - h + 1, (1, )))
         x = int(torch.randint(0, ws - w + 1, (1, )))
         crop_img, crop_label = src_img[j, :, y:y + h, x:x + w], src_label[j, y:y + h, x:x + w]
-        classes = crop_label.unique()
+        classes, counts = crop_label.unique(return_counts=True)
+        counts = counts[classes != IGNORE_INDEX]
         classes = classes[classes != IGNORE_INDEX]
-        chosen = classes[torch.randperm(len(classes))[:(len(classes) + 1) // 2].to(classes.device)]
+        k = (len(classes) + 1) // 2
+        if choice == 'uniform' or not k:
+            chosen = classes[torch.randperm(len(classes))[:k].to(classes.device)]
+        else:
+            chosen = classes[torch.multinomial(1. / counts.double().cpu(), k, replacement=False).to(classes.device)]
         mask[j] = torch.isin(crop_label, chosen)
         images[j][:, mask[j]] = crop_img[:, mask[j]]
         labels[j][mask[j]] = crop_label[mask[j]].to(labels.dtype)
