@@ -36,6 +36,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 TOOLS = osp.dirname(osp.abspath(__file__))
@@ -100,20 +101,28 @@ def _run_tool(rel_path: str, *argv):
 
 def make_family_data(family: str, data_dir: str, args) -> str:
     """The family's toy pair in the real formats under ``data_dir/family`` (written once, atomically: a folder
-    appears complete or not at all)."""
+    appears complete or not at all). Each process writes into a folder of its own, so two studies sharing a work dir
+    may make the same family at once: the first to finish puts its folder in place, the other keeps it and drops its
+    own (the data are the same for the same settings)."""
     out = osp.join(data_dir, family)
     if osp.isfile(osp.join(out, '.complete')):
         return out
-    tmp = out + '.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(data_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'{family}.tmp.', dir=data_dir)
     _run_tool('make_toy_data.py', tmp, '--shift', family, '--seed', args.data_seed, '--num-source', args.num_source,
               '--num-target-train', args.num_target_train, '--num-target-val', args.num_target_val)
     # --no-progress: mmengine's progress bar writes to the sys.stdout it was defined with, past the redirection
     _run_tool('dataset_converters/gta5.py', osp.join(tmp, 'gta5'), '--nproc', 1, '--no-progress')
     _run_tool('dataset_converters/cityscapes.py', osp.join(tmp, 'cityscapes'), '--nproc', 1, '--no-progress')
     open(osp.join(tmp, '.complete'), 'w').close()
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    if not osp.isfile(osp.join(out, '.complete')):
+        shutil.rmtree(out, ignore_errors=True)  # a folder left incomplete by an older version
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process put its folder in place first
+            if not osp.isfile(osp.join(out, '.complete')):
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

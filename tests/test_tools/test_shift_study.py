@@ -228,3 +228,27 @@ def test_flag_table_pools_rounds_by_hand(tmp_path):
     assert flags == dict(rounds=3, rounds_with_flags=2, flagged_below_others=1, precision_flagged=58.5,
                          precision_unflagged=93.0, precision_all=pytest.approx(92.0))
     assert '| toy | 3 | 2 | 1 of 2 | 58.5% | 93.0% | 92.0% |' in (work / 'results.md').read_text()
+
+
+def test_family_data_made_by_two_studies_at_once_lands_once(tmp_path, monkeypatch):
+    """Two studies sharing a work dir make the same family at once: each writes into its own folder, the first to
+    finish puts it in place, the second keeps that one and leaves no temporary folder behind."""
+    calls = []
+
+    def fake_tool(name, out, *options):
+        import os
+        os.makedirs(out, exist_ok=True)
+        with open(osp.join(out, name.replace('/', '_')), 'w') as f:
+            f.write(str(len(calls)))
+        calls.append(out)
+        if len(calls) == 1:  # the other study starts and finishes while this one writes its first file
+            assert study.make_family_data('fog', str(tmp_path), args) == str(tmp_path / 'fog')
+
+    monkeypatch.setattr(study, '_run_tool', fake_tool)
+    args = type('Args', (), dict(data_seed=0, num_source=2, num_target_train=2, num_target_val=1))()
+    assert study.make_family_data('fog', str(tmp_path), args) == str(tmp_path / 'fog')
+    assert len(calls) == 6 and calls[0] != calls[1]  # two folders of their own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['fog']  # no temporary folder left
+    # the inner study's folder is the one in place: its make_toy_data file was its first call (index 1)
+    assert (tmp_path / 'fog' / 'make_toy_data.py').read_text() == '1' and (tmp_path / 'fog' / '.complete').is_file()
+    assert study.make_family_data('fog', str(tmp_path), None) == str(tmp_path / 'fog') and len(calls) == 6
