@@ -137,11 +137,19 @@ class StageConfigBuilder:
         plan (Plan): the run's plan (its stage settings, references and ablation switches).
         work_dir (str): the run's work dir; each stage works in ``<work_dir>/<stage name>``.
         adversarial (bool): ``train_cfg.adversarial``: whether the adaptation stages train with D_M.
+        ssl_lr_factor (float, optional): ``train_cfg.ssl_lr_factor`` (read from ``cfg`` when None): M's learning
+            rate in every SSL stage is multiplied by it.
     """
 
-    def __init__(self, cfg: Config, plan: Plan, work_dir: str, adversarial: bool = True):
+    def __init__(self, cfg: Config, plan: Plan, work_dir: str, adversarial: bool = True,
+                 ssl_lr_factor: Optional[float] = None):
         self.cfg, self.plan, self.work_dir = cfg, plan, work_dir
         self.adversarial = adversarial
+        if ssl_lr_factor is None:
+            ssl_lr_factor = (cfg.get('train_cfg') or {}).get('ssl_lr_factor', 1.0)
+        if isinstance(ssl_lr_factor, bool) or not isinstance(ssl_lr_factor, (int, float)) or not ssl_lr_factor > 0:
+            raise ValueError(f'train_cfg.ssl_lr_factor must be a number > 0, got {ssl_lr_factor!r}')
+        self.ssl_lr_factor = float(ssl_lr_factor)
         self.stage_cfgs = plan.stage_settings
         self.references = plan.references
 
@@ -161,8 +169,8 @@ class StageConfigBuilder:
         else:
             overrides = copy.deepcopy(self.stage_cfgs[stage.kind])
         cfg.merge_from_dict(overrides.to_dict(), allow_list_keys=True)
-        if stage.kind == SSL_ADAPTATION and self.plan.ssl_lr_factor != 1:
-            self.scale_m_lr(cfg, self.plan.ssl_lr_factor)
+        if stage.kind == SSL_ADAPTATION and self.ssl_lr_factor != 1:
+            self.scale_m_lr(cfg, self.ssl_lr_factor)
         cfg.model.adversarial = bool(self.adversarial) and stage.kind not in (SOURCE_ONLY, ORACLE)
         dataset = cfg.train_dataloader.dataset
         if stage.kind == ORACLE:  # the target's labelled train split, segmentation loss alone

@@ -115,7 +115,6 @@ class Plan:
     m_init: str = 'initial'
     ssl_from_previous_round: bool = False
     ssl_untranslated_source: bool = False
-    ssl_lr_factor: float = 1.0
     source_only_checkpoint: Optional[str] = None
     stage_settings: Dict[str, ConfigDict] = dataclasses.field(default_factory=dict)
     references: dict = dataclasses.field(default_factory=lambda: dict(oracle=None, tracks={}))
@@ -225,9 +224,8 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``,
     ``use_translation``, ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``,
-    ``ssl_untranslated_source``, ``ssl_lr_factor``, ``source_only_checkpoint``, ``references``; other keys are
-    ignored; defaults as :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError (one line naming the
-    key) on a bad setting.
+    ``ssl_untranslated_source``, ``source_only_checkpoint``, ``references``; other keys are ignored; defaults as
+    :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError (one line naming the key) on a bad setting.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
 
@@ -236,7 +234,6 @@ def build_plan(train_cfg: dict) -> Plan:
     - an M stage of round k trains on S'(k) where the track translates; M_i(k) (i >= 1) on the pseudo labels of
       ``k{k}/ssl{i}``, made with M_(i-1)(k); with ``ssl_from_previous_round`` (and SSL), M_0(k), k >= 2, on those of
       ``k{k}/ssl0``, made with M(k-1); with ``ssl_untranslated_source`` an SSL stage trains on S'(k) and S;
-      ``ssl_lr_factor`` scales the learning rate of M's optimiser in every SSL stage;
     - an adaptation M starts from ``m_init``: ``'initial'``: the initial weights; ``'source_only'``: M(0);
       ``'previous'``: M_0(k) from M(k-1), M_i(k) from M_(i-1)(k). M(0) starts from the initial weights; the oracle
       from M(0) with ``m_init='source_only'``, else from the initial weights.
@@ -250,9 +247,6 @@ def build_plan(train_cfg: dict) -> Plan:
     if m_init not in M_INITS:
         raise ValueError(f"train_cfg.m_init must be 'initial', 'previous' or 'source_only', got {m_init!r}")
     use_translation, use_ssl = cfg.get('use_translation', True), cfg.get('use_ssl', True)
-    ssl_lr_factor = cfg.get('ssl_lr_factor', 1.0)
-    if isinstance(ssl_lr_factor, bool) or not isinstance(ssl_lr_factor, (int, float)) or not ssl_lr_factor > 0:
-        raise ValueError(f'train_cfg.ssl_lr_factor must be a number > 0, got {ssl_lr_factor!r}')
     source_only_checkpoint = cfg.get('source_only_checkpoint')
     stages = dict(cfg.get('stages') or {})
     check_stage_settings(stages, use_translation, use_ssl, source_only_checkpoint is not None)
@@ -261,7 +255,7 @@ def build_plan(train_cfg: dict) -> Plan:
                     perceptual=cfg.get('perceptual', True), m_init=m_init,
                     ssl_from_previous_round=bool(cfg.get('ssl_from_previous_round', False)),
                     ssl_untranslated_source=bool(cfg.get('ssl_untranslated_source', False)),
-                    ssl_lr_factor=float(ssl_lr_factor), source_only_checkpoint=source_only_checkpoint,
+                    source_only_checkpoint=source_only_checkpoint,
                     stage_settings={kind: ConfigDict(stages.get(kind, {})) for kind in STAGE_KINDS},
                     references=references)
     draft = Plan(stages=(), final='', **settings)  # the settings, for the stage descriptions
@@ -375,8 +369,7 @@ def format_plan(plan: Plan, units: Optional[Dict[str, dict]] = None) -> str:
     lines = [f'Algorithm 1: K={plan.K} rounds of F then M, N={plan.N if plan.use_ssl else 0} SSL rounds each '
              f'(use_translation={plan.use_translation}, use_ssl={plan.use_ssl}, perceptual={plan.perceptual}, '
              f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}"
-             f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}"
-             f"{f', ssl_lr_factor={plan.ssl_lr_factor:g}' if plan.ssl_lr_factor != 1 else ''}); "
+             f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}); "
              f"{len(plan)} stages; final model: {plan.final_stage.model_label} "
              f'[{plan.final}]']
     if plan.references['oracle'] is not None or track_names:

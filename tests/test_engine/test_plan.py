@@ -170,8 +170,6 @@ def test_reference_tracks_and_oracle():
     (dict(K=0), r'^train_cfg\.K must be an integer >= 1, got 0$'),
     (dict(N='2'), r"^train_cfg\.N must be an integer >= 1, got '2'$"),
     (dict(m_init='last'), r"^train_cfg\.m_init must be 'initial', 'previous' or 'source_only'"),
-    (dict(ssl_lr_factor=0), r'^train_cfg\.ssl_lr_factor must be a number > 0, got 0$'),
-    (dict(ssl_lr_factor='0.2'), r"^train_cfg\.ssl_lr_factor must be a number > 0, got '0\.2'$"),
     (dict(stages=dict(STAGES, finetune={})), r'^train_cfg\.stages\.finetune: unknown stage name'),
     (dict(stages=dict(adaptation=M_SETTINGS)), r'^train_cfg\.stages\.source_only is missing'),
     (dict(references=dict(x=dict(translation=None, seeds=3))), r'^train_cfg\.references\.x\.seeds: unknown key'),

@@ -239,10 +239,13 @@ def test_ssl_lr_factor_scales_the_ssl_stages_lr_after_their_own_settings(toy_cfg
     cfg.merge_from_dict({'train_cfg.ssl_lr_factor': 0.5,
                          'train_cfg.stages.ssl_adaptation.optim_wrapper.segmentor.optimizer.lr': 4e-3})
     configs = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), '/w/run')
-    assert configs.plan.ssl_lr_factor == 0.5 and 'ssl_lr_factor=0.5' in format_plan(configs.plan)
+    assert configs.ssl_lr_factor == 0.5
     assert configs.m_stage_cfg(configs.plan.get('k1/m1')).optim_wrapper.segmentor.optimizer.lr == 2e-3
     assert configs.m_stage_cfg(configs.plan.get('k1/m0')).optim_wrapper.segmentor.optimizer.lr == 5e-3
-    assert 'ssl_lr_factor' not in format_plan(builder(toy_cfg).plan)
+    assert builder(toy_cfg).ssl_lr_factor == 1.0
+    for bad in (0, '0.2', True):
+        with pytest.raises(ValueError, match=r'^train_cfg\.ssl_lr_factor must be a number > 0, got'):
+            builder(toy_cfg, ssl_lr_factor=bad)
     del cfg.optim_wrapper.segmentor.optimizer['lr']
     cfg.train_cfg.stages.ssl_adaptation.pop('optim_wrapper')
     with pytest.raises(ValueError, match=r'^train_cfg\.ssl_lr_factor scales optim_wrapper\.segmentor\.optimizer\.lr'):

@@ -87,7 +87,8 @@ def test_the_same_process_cannot_take_it_twice(tmp_path):
 
 
 def test_second_launch_is_refused_while_the_first_runs(toy_root, tmp_path):
-    config = write_bdl_config(tmp_path / 'cfg.py', toy_root, m_iters=400, ckpt_interval=400)
+    # M(0) far longer than a second launch takes under load (the run is killed at the end): it is still in m0
+    config = write_bdl_config(tmp_path / 'cfg.py', toy_root, m_iters=5000, ckpt_interval=5000)
     work = tmp_path / 'work'
     train = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', str(work)]
     env = dict(os.environ, OMP_NUM_THREADS='1')

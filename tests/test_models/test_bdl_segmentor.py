@@ -393,7 +393,7 @@ def test_class_mix_inverse_area_pastes_small_classes_first():
     assert abs(share['uniform'] - 0.5) < 0.04 and abs(share['inverse_area'] - 0.95) < 0.015
     with pytest.raises(ValueError, match="choice must be one of"):
         class_mix(src_img, src_label, tgt_img, tgt_label, choice='rare')
-    with pytest.raises(ValueError, match="class_mix_choice must be one of"):
+    with pytest.raises(ValueError, match="choice must be one of"):
         build(class_mix=True, class_mix_choice='rare')
     assert build(class_mix=True, class_mix_choice='inverse_area').class_mix_choice == 'inverse_area'
 

@@ -156,8 +156,7 @@ class BidirectionalLoop(BaseLoop):
         self.plan = build_plan(dict(K=K, N=N, stages=stages, use_translation=use_translation, use_ssl=use_ssl,
                                     perceptual=perceptual, m_init=m_init, source_only_checkpoint=source_only_checkpoint,
                                     ssl_from_previous_round=ssl_from_previous_round,
-                                    ssl_untranslated_source=ssl_untranslated_source, ssl_lr_factor=ssl_lr_factor,
-                                    references=references))
+                                    ssl_untranslated_source=ssl_untranslated_source, references=references))
         if check_data not in CHECK_MODES:
             raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
         self.check_data, self.force_resume = check_data, bool(force_resume)
@@ -176,7 +175,8 @@ class BidirectionalLoop(BaseLoop):
                                         'train_cfg.source_only_checkpoint')
         self.work_dir = runner.work_dir
         self._iter = 0
-        self.configs = StageConfigBuilder(self.outer_cfg, self.plan, self.work_dir, adversarial=adversarial)
+        self.configs = StageConfigBuilder(self.outer_cfg, self.plan, self.work_dir, adversarial=adversarial,
+                                          ssl_lr_factor=ssl_lr_factor)
         self.run_state = RunState(self.work_dir, self.plan,
                                   lambda stage: self.configs.planned_units(stage, self.runner.logger))
         self.context = StageContext(self.configs, self.plan, self.run_state.stages, sample_sheets=sample_sheets,

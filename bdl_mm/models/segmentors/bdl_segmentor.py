@@ -13,8 +13,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, add_prefix
 from torch import Tensor
 
 from ..discriminators.output_discriminator import check_num_classes
-from .class_mix import CHOICES as CLASS_MIX_CHOICES
-from .class_mix import class_mix
+from .class_mix import check_choice, class_mix
 from .labels import check_label_values, stack_pseudo_labels
 from .mean_teacher import build_teacher, teacher_labels
 
@@ -159,10 +158,7 @@ class BDLSegmentor(BaseModel):
         self.lambda_adv = float(lambda_adv)
         self.lambda_ssl = float(lambda_ssl)
         self.class_mix = bool(class_mix)
-        if class_mix_choice not in CLASS_MIX_CHOICES:
-            raise ValueError(f'BDLSegmentor: class_mix_choice must be one of {CLASS_MIX_CHOICES}, '
-                             f'got {class_mix_choice!r}')
-        self.class_mix_choice = class_mix_choice
+        self.class_mix_choice = check_choice(class_mix_choice)
         self.teacher, self.teacher_confidence = build_teacher(self.segmentor, mean_teacher)
         self.source_label = float(source_label)
         self.target_label = float(target_label)

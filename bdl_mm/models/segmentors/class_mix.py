@@ -23,6 +23,13 @@ IGNORE_INDEX = 255
 CHOICES = ('uniform', 'inverse_area')
 
 
+def check_choice(choice: str) -> str:
+    """``choice`` if it is one of :data:`CHOICES`, else a ValueError naming them."""
+    if choice not in CHOICES:
+        raise ValueError(f'class_mix: choice must be one of {CHOICES}, got {choice!r}')
+    return choice
+
+
 def class_mix(src_img: Tensor, src_label: Tensor, tgt_img: Tensor, tgt_label: Tensor,
               tgt_weight: Optional[Tensor] = None,
               choice: str = 'uniform') -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
@@ -40,8 +47,7 @@ def class_mix(src_img: Tensor, src_label: Tensor, tgt_img: Tensor, tgt_label: Te
         ``(images, labels, weights, mask)``: the mixed batch, its labels, its weights (None if ``tgt_weight`` is
         None) and the ``(N, H, W)`` bool mask of the pasted pixels. Draws from torch's global random generator.
     """
-    if choice not in CHOICES:
-        raise ValueError(f'class_mix: choice must be one of {CHOICES}, got {choice!r}')
+    check_choice(choice)
     n, _, h, w = tgt_img.shape
     hs, ws = src_img.shape[-2:]
     if src_img.shape[0] != n or src_label.shape[0] != n:
