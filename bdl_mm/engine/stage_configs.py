@@ -137,16 +137,14 @@ class StageConfigBuilder:
         plan (Plan): the run's plan (its stage settings, references and ablation switches).
         work_dir (str): the run's work dir; each stage works in ``<work_dir>/<stage name>``.
         adversarial (bool): ``train_cfg.adversarial``: whether the adaptation stages train with D_M.
-        ssl_lr_factor (float, optional): ``train_cfg.ssl_lr_factor`` (read from ``cfg`` when None): M's learning
-            rate in every SSL stage is multiplied by it.
+
+    ``cfg.train_cfg.ssl_lr_factor`` (default 1.0) multiplies M's learning rate in every SSL stage.
     """
 
-    def __init__(self, cfg: Config, plan: Plan, work_dir: str, adversarial: bool = True,
-                 ssl_lr_factor: Optional[float] = None):
+    def __init__(self, cfg: Config, plan: Plan, work_dir: str, adversarial: bool = True):
         self.cfg, self.plan, self.work_dir = cfg, plan, work_dir
         self.adversarial = adversarial
-        if ssl_lr_factor is None:
-            ssl_lr_factor = (cfg.get('train_cfg') or {}).get('ssl_lr_factor', 1.0)
+        ssl_lr_factor = (cfg.get('train_cfg') or {}).get('ssl_lr_factor', 1.0)
         if isinstance(ssl_lr_factor, bool) or not isinstance(ssl_lr_factor, (int, float)) or not ssl_lr_factor > 0:
             raise ValueError(f'train_cfg.ssl_lr_factor must be a number > 0, got {ssl_lr_factor!r}')
         self.ssl_lr_factor = float(ssl_lr_factor)

@@ -175,8 +175,8 @@ class BidirectionalLoop(BaseLoop):
                                         'train_cfg.source_only_checkpoint')
         self.work_dir = runner.work_dir
         self._iter = 0
-        self.configs = StageConfigBuilder(self.outer_cfg, self.plan, self.work_dir, adversarial=adversarial,
-                                          ssl_lr_factor=ssl_lr_factor)
+        # ssl_lr_factor: applied per SSL stage by StageConfigBuilder, which reads it from the outer config
+        self.configs = StageConfigBuilder(self.outer_cfg, self.plan, self.work_dir, adversarial=adversarial)
         self.run_state = RunState(self.work_dir, self.plan,
                                   lambda stage: self.configs.planned_units(stage, self.runner.logger))
         self.context = StageContext(self.configs, self.plan, self.run_state.stages, sample_sheets=sample_sheets,
