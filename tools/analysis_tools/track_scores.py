@@ -5,9 +5,10 @@ beat the colour transfer in its place, told without target labels?
     python tools/analysis_tools/track_scores.py WORK_DIR [WORK_DIR ...] [--stages k1/m0 k1/m2] [--json OUT.json]
 
 For every stage given (default: the first round's M_0(1) and M_2(1), which every track has) and every track that
-has it (the run's own, BDL, and each reference track ``ref/<name>/``: FDA, the colour transfer), M is loaded from the
-stage's ``segmentor.pth`` with the stage's own config and run on the target's train images (the pseudo-label set,
-read as the SSL stages read it; no labels). Per model:
+finished it (the run's own, BDL, and each reference track ``ref/<name>/``: FDA, the colour transfer; read from the
+run's ``bdl_state.json``, so a run still going can be scored), M is loaded from the stage's ``segmentor.pth`` with the
+stage's own config, and all of them go once over the target's train images (the pseudo-label set, read as the SSL
+stages read it; no labels), one image at a time. Per model:
 
 - ``confidence``: the mean over pixels of the largest class probability;
 - ``entropy``: the mean over pixels of the prediction's entropy (nats);
@@ -16,9 +17,9 @@ read as the SSL stages read it; no labels). Per model:
 - ``agreement``: for a reference track, the share of pixels where its M and BDL's M at the same stage predict the
   same class.
 
-The run's ``results.json``, where present, adds each model's target val mIoU beside the scores, so that a study can
-ask whether a label-free score ranks the tracks as the labels do (docs/experiments/shift_study.md). Nothing here
-trains or picks anything. Probabilities are computed as the SSL stages compute them (``segmentor_probs``).
+Each stage's target val mIoU, from the run's state, stands beside the scores, so that a study can ask whether a
+label-free score ranks the tracks as the labels do (docs/experiments/shift_study.md). Nothing here trains or picks
+anything. Probabilities are computed as the SSL stages compute them (``segmentor_probs``).
 """
 import argparse
 import glob
@@ -34,8 +35,7 @@ from mmengine.config import Config  # noqa: E402
 from bdl_mm.apis.m_model import build_m  # noqa: E402
 from bdl_mm.apis.pseudo_label import segmentor_probs  # noqa: E402
 from bdl_mm.apis.target_set import as_loader_parts, target_dataset_cfg  # noqa: E402
-
-STAGE_NAMES = {'m0': 'M_0', 'm1': 'M_1', 'm2': 'M_2'}
+from bdl_mm.engine.run_status import StatusError, read_state  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,16 +47,49 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class ScoreSums:
+    """Running sums over pixels of the scores below, one image at a time (the probabilities of a whole target set
+    do not fit in memory on real data)."""
+
+    def __init__(self):
+        self.pixels, self.confidence, self.entropy, self.class_sum = 0, 0., 0., None
+
+    def add(self, probs: torch.Tensor) -> 'ScoreSums':
+        """Add class probabilities ``probs`` (N, C, H, W)."""
+        if probs.dim() != 4:
+            raise ValueError(f'expected probabilities (N, C, H, W), got shape {tuple(probs.shape)}')
+        probs = probs.double()
+        class_sum = probs.sum((0, 2, 3))
+        self.class_sum = class_sum if self.class_sum is None else self.class_sum + class_sum
+        self.pixels += probs.numel() // probs.shape[1]
+        self.confidence += float(probs.max(1).values.sum())
+        self.entropy += float(-(probs * probs.clamp_min(1e-12).log()).sum())
+        return self
+
+    def result(self) -> dict:
+        """``confidence``, ``entropy`` and ``im`` over every pixel added."""
+        mean = self.class_sum / self.pixels
+        entropy = self.entropy / self.pixels
+        return dict(confidence=self.confidence / self.pixels, entropy=entropy,
+                    im=float(-(mean * mean.clamp_min(1e-12).log()).sum()) - entropy)
+
+
 def label_free_scores(probs: torch.Tensor) -> dict:
     """``confidence``, ``entropy`` and ``im`` of class probabilities ``probs`` (N, C, H, W), over all pixels."""
-    if probs.dim() != 4:
-        raise ValueError(f'expected probabilities (N, C, H, W), got shape {tuple(probs.shape)}')
-    logp = probs.clamp_min(1e-12).log()
-    entropy = -(probs * logp).sum(1)
-    mean = probs.mean((0, 2, 3))
-    marginal = float(-(mean * mean.clamp_min(1e-12).log()).sum())
-    return dict(confidence=float(probs.max(1).values.mean()), entropy=float(entropy.mean()),
-                im=marginal - float(entropy.mean()))
+    return ScoreSums().add(probs).result()
+
+
+def finished_tracks(state: dict, stage: str) -> list:
+    """``[(track, stage name, record)]`` of ``stage`` in the run's plan order: the run's own (track ``''``), then
+    each reference track's ``ref/<name>/<stage>``; only stages done, with M's weights."""
+    found = []
+    for name in state['plan']:
+        parts = name.split('/', 2)
+        track = '' if name == stage else parts[1] if parts[0] == 'ref' and parts[2:] == [stage] else None
+        record = state.get('stages', {}).get(name) or {}
+        if track is not None and record.get('status') == 'done' and record.get('segmentor_checkpoint'):
+            found.append((track, name, record))
+    return found
 
 
 def stage_config(stage_dir: str) -> str:
@@ -67,62 +100,46 @@ def stage_config(stage_dir: str) -> str:
     return found[0]
 
 
-def target_probs(stage_dir: str) -> torch.Tensor:
-    """M of a finished stage on the target train images: probabilities (N, C, H, W) at the network input size."""
-    cfg = Config.fromfile(stage_config(stage_dir))
-    model = build_m(cfg, osp.join(stage_dir, 'segmentor.pth'))
-    dataset, _, _, collate = as_loader_parts(target_dataset_cfg(cfg), 1, 0)
-    out = []
+def score_stage(work_dir: str, stage: str, tracks: list) -> list:
+    """One pass over the target train images with every track's M of ``stage``: a row per track."""
+    models, dataset, collate = [], None, None
+    for _, _, record in tracks:
+        ckpt = record['segmentor_checkpoint']
+        cfg = Config.fromfile(stage_config(osp.dirname(ckpt)))
+        models.append(build_m(cfg, ckpt))
+        if dataset is None:  # the same target set for every track
+            dataset, _, _, collate = as_loader_parts(target_dataset_cfg(cfg), 1, 0)
+    sums = [ScoreSums() for _ in models]
+    same, pixels = [0] * len(models), 0
     with torch.no_grad():
         for i in range(len(dataset)):
-            data = model.data_preprocessor(collate([dataset[i]]), False)
-            out.append(segmentor_probs(model, data['inputs'], [s.metainfo for s in data['data_samples']])[0])
-    return torch.stack(out)
-
-
-def val_mious(work_dir: str) -> dict:
-    """``(track, model) -> mIoU`` from the run's results.json (empty when it has none)."""
-    path = osp.join(work_dir, 'results.json')
-    if not osp.exists(path):
-        return {}
-    with open(path) as f:
-        rows = json.load(f).get('rows', [])
-    return {(r['track'], r['model']): r['metrics'].get('mIoU') for r in rows}
-
-
-def model_name(stage: str) -> str:
-    """``k1/m2`` -> ``M_2(1)``."""
-    k, m = stage.split('/')
-    return f'{STAGE_NAMES.get(m, m)}({k[1:]})'
-
-
-def tracks(work_dir: str, stage: str) -> list:
-    """``[(track, stage_dir)]``: the run's own first, then each reference track that finished the stage."""
-    found = []
-    refs = [(osp.basename(d), d) for d in sorted(glob.glob(osp.join(work_dir, 'ref', '*')))]
-    for track, root in [('', work_dir)] + refs:
-        stage_dir = osp.join(root, stage)
-        if osp.exists(osp.join(stage_dir, 'segmentor.pth')):
-            found.append((track, stage_dir))
-    return found
+            preds = []
+            for model, acc in zip(models, sums):
+                data = model.data_preprocessor(collate([dataset[i]]), False)
+                probs = segmentor_probs(model, data['inputs'], [s.metainfo for s in data['data_samples']])
+                acc.add(probs)
+                preds.append(probs.argmax(1))
+            pixels += preds[0].numel()
+            same = [n + int((p == preds[0]).sum()) for n, p in zip(same, preds)]
+    rows = []
+    for (track, _, record), acc, n in zip(tracks, sums, same):
+        row = dict(work_dir=work_dir, track=track or 'BDL', stage=stage, **acc.result())
+        if track and tracks[0][0] == '':
+            row['agreement'] = n / pixels
+        row['val_miou'] = (record.get('metrics') or {}).get('mIoU')
+        rows.append(row)
+    return rows
 
 
 def score_run(work_dir: str, stages) -> list:
-    mious = val_mious(work_dir)
+    """Rows of every finished track of each stage in ``stages`` (the run's ``bdl_state.json``: its plan, each stage's
+    weights, and its val mIoU where it was evaluated)."""
+    state = read_state(work_dir)
     rows = []
     for stage in stages:
-        own = None
-        for track, stage_dir in tracks(work_dir, stage):
-            probs = target_probs(stage_dir)
-            pred = probs.argmax(1)
-            row = dict(work_dir=work_dir, track=track or 'BDL', stage=stage, **label_free_scores(probs))
-            if track == '':
-                own = pred
-            elif own is not None:
-                row['agreement'] = float((pred == own).float().mean())
-            name = model_name(stage)
-            row['val_miou'] = mious.get((track, f'{track}: {name}' if track else name))
-            rows.append(row)
+        tracks = finished_tracks(state, stage)
+        if tracks:
+            rows += score_stage(work_dir, stage, tracks)
     return rows
 
 
@@ -143,7 +160,10 @@ def main(argv=None):
     for work_dir in args.work_dirs:
         if not osp.isdir(work_dir):
             raise SystemExit(f'track_scores: no such work dir: {work_dir}')
-        run_rows = score_run(work_dir, args.stages)
+        try:
+            run_rows = score_run(work_dir, args.stages)
+        except StatusError as e:
+            raise SystemExit(f'track_scores: {e}') from None
         if not run_rows:
             raise SystemExit(f'track_scores: {work_dir} has none of the stages {" ".join(args.stages)} finished')
         rows += run_rows
