@@ -80,6 +80,17 @@ def test_plan_estimate_by_hand(toy):
         model.segmentor)
 
 
+def test_prealigned_source_is_one_more_copy_of_s_per_translate_stage(toy):
+    """R6 (``stages.translation.prealign``): the translation stage writes the source through the baseline at the
+    source's size (320x144) before F, once per round, on top of S' at F's width."""
+    configs, model = toy
+    cfg = copy.deepcopy(configs.cfg)
+    cfg.train_cfg.stages.translation.prealign = dict(type='Reinhard')
+    r6 = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), configs.work_dir)
+    est = estimate_plan_bytes(r6.plan, r6, model, {'k1/translate': 10, 'k2/translate': 10})
+    assert est['translate'] == 20 * 256 * round(144 * 256 / 320) * 3 + 20 * 320 * 144 * 3
+
+
 def test_free_space_warning(tmp_path, monkeypatch, caplog):
     Usage = namedtuple('Usage', 'total used free')
     logger = logging.getLogger('test_disk_estimate')

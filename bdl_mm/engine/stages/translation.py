@@ -23,6 +23,7 @@ def run_translation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     if ctx.configs.translation_baseline(stage) is not None:
         return fit_baseline(ctx, stage)
     cfg = ctx.configs.translation_cfg(stage, m_checkpoint)
+    prealigned = prealign_source(ctx, stage) if ctx.configs.prealign(stage) is not None else {}
     config_path = osp.join(cfg.work_dir, 'translation_config.py')
     if is_main_process():
         os.makedirs(cfg.work_dir, exist_ok=True)
@@ -35,29 +36,63 @@ def run_translation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     if is_main_process():
         save_model_checkpoint(child.model, ckpt)
     barrier()
-    return dict(checkpoint=ckpt, config=config_path, perceptual_m=m_checkpoint)
+    return dict(checkpoint=ckpt, config=config_path, perceptual_m=m_checkpoint, **prealigned)
+
+
+def fitted_record(settings: dict, folders: dict) -> dict:
+    """A translation baseline built from ``settings`` and fitted on the images of ``folders['target']``: its record
+    (type, settings, fitted state; :meth:`~bdl_mm.models.translators.TranslationBaseline.to_record`) with the target
+    folder and its number of images."""
+    from ...datasets.unpaired_translation_dataset import UnpairedTranslationDataset
+    from ...models.translators.translation_baseline import build_baseline
+    targets = [info['path'] for info in UnpairedTranslationDataset(folders['source'], folders['target']).data_infos_b]
+    baseline = build_baseline(settings)
+    baseline.fit(targets)
+    target = folders['target']
+    return dict(baseline.to_record(), target_folder=target.to_dict() if hasattr(target, 'to_dict') else dict(target),
+                num_target_images=len(targets))
 
 
 def fit_baseline(ctx: StageContext, stage: Stage) -> dict:
     """A baseline in F's place (``stages.translation.type``): no training; fitted on M's target images (main
     process) and recorded, atomically, in ``<stage>/translator.json`` (type, settings, fitted state) beside
     ``translation_config.py``."""
-    from ...datasets.unpaired_translation_dataset import UnpairedTranslationDataset
-    from ...models.translators.translation_baseline import build_baseline
     cfg = ctx.configs.translation_cfg(stage, None)
     record_path = osp.join(cfg.work_dir, 'translator.json')
     config_path = osp.join(cfg.work_dir, 'translation_config.py')
     if is_main_process():
-        data = cfg.train_dataloader.dataset
-        targets = [info['path'] for info in UnpairedTranslationDataset(data.source, data.target).data_infos_b]
-        baseline = build_baseline(cfg.model)
-        baseline.fit(targets)
+        record = fitted_record(cfg.model, cfg.train_dataloader.dataset)
         os.makedirs(cfg.work_dir, exist_ok=True)
         cfg.dump(config_path)
-        atomic_write_json(record_path, dict(baseline.to_record(), target_folder=data.target.to_dict(),
-                                            num_target_images=len(targets)))
+        atomic_write_json(record_path, record)
     barrier()
     return dict(translator=record_path, config=config_path, baseline=cfg.model['type'])
+
+
+def prealign_source(ctx: StageContext, stage: Stage) -> dict:
+    """Robust recipe R6 (``stages.translation.prealign``, e.g. ``dict(type='Reinhard')``): the baseline fitted on M's
+    target images (main process; recorded in ``<stage>/prealign.json``), then every source image through it into
+    ``<stage>/prealigned_source`` (split over the processes; atomic files, so an interrupted stage resumes), the
+    folder F is trained on (:meth:`StageConfigBuilder.translation_cfg`) and that the translate stage reads."""
+    from ...apis import translate_dataset
+    from ...models.translators.translation_baseline import baseline_from_record
+    folders = ctx.configs.m_image_folders()
+    record_path = osp.join(ctx.stage_dir(stage), 'prealign.json')
+    out_dir = ctx.configs.prealigned_folder(stage)['data_root']
+    if is_main_process():
+        record = fitted_record(ctx.configs.prealign(stage), folders)
+        os.makedirs(ctx.stage_dir(stage), exist_ok=True)
+        atomic_write_json(record_path, record)
+    barrier()
+    with open(record_path) as f:
+        baseline = baseline_from_record(json.load(f))
+    source = folders['source']
+    rank, world_size = get_dist_info()
+    counts = translate_dataset(baseline, osp.join(source['data_root'], source['img_dir']), out_dir,
+                               img_suffix=source['img_suffix'], shard_id=rank, num_shards=world_size,
+                               progress=is_main_process() and ctx.verbose_console)
+    barrier()
+    return dict(prealign=record_path, source_dir=osp.abspath(out_dir), prealign_counts=counts)
 
 
 def run_translate(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
@@ -74,7 +109,8 @@ def translate(ctx: StageContext, stage: Stage, f_result: dict) -> dict:
     from ...apis import load_translator, translate_dataset
     from ...apis.translate import training_width
     source = image_folder(ctx.cfg.train_dataloader.dataset.source)
-    src_dir = osp.join(source['data_root'], source['img_dir'])
+    # F's own source: the prealigned one where R6 wrote it (``source_dir``), else S
+    src_dir = f_result.get('source_dir') or osp.join(source['data_root'], source['img_dir'])
     out_dir = ctx.stage_dir(stage)
     rank, world_size = get_dist_info()
     # a progress bar on mmengine's full console only: the concise console has the stage's start and end lines
