@@ -110,7 +110,7 @@ def estimate_plan_bytes(plan, configs, outer_model, units: Dict[str, Optional[in
             if size is None:
                 continue
             w, h = size
-            if configs.prealign(stage) is not None:  # R6: the translation stage's prealigned copy of S
+            if configs.prealign(stage) is not None:  # row 20: the translation stage's prealigned copy of S
                 out['translate'] += units[stage.name] * w * h * 3
             f = f if configs.translation_baseline(stage) is not None else (f or f_bytes(configs, stage))
             if configs.translation_baseline(stage) is None and f.get('width'):

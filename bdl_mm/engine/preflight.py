@@ -327,7 +327,7 @@ def plan_splits(plan, configs, state: Optional[dict] = None) -> List[Split]:
     if TRANSLATION in kinds:  # every track reads M's image folders: the first translation stage's settings
         first = next(s for s in plan if s.kind == TRANSLATION)
         f_cfg = configs.translation_cfg(first, None)
-        if configs.prealign(first) is not None:  # R6: F's source is the run's own copy of M's (scanned above)
+        if configs.prealign(first) is not None:  # row 20: F's source is the run's own copy of M's (scanned above)
             f_cfg.train_dataloader.dataset.source = configs.m_image_folders()['source']
         splits += translation_splits(f_cfg)
     if ORACLE in kinds:  # train_cfg.references.oracle: the target's labelled train split

@@ -279,9 +279,10 @@ class StageConfigBuilder:
         return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
     def prealign(self, stage: Optional[Stage] = None) -> Optional[dict]:
-        """``stages.translation.prealign`` (robust recipe R6; None in the release): a translation baseline's settings,
-        e.g. ``dict(type='Reinhard')``, fitted on the target images and applied to the source before F, so that F is
-        trained on, and translates, the baseline's S (:func:`~bdl_mm.engine.stages.translation.prealign_source`).
+        """``stages.translation.prealign`` (ledger row 20, screened for the robust recipe and not chosen; None in
+        every config): a translation baseline's settings, e.g. ``dict(type='Reinhard')``, fitted on the target images
+        and applied to the source before F, so that F is trained on, and translates, the baseline's S
+        (:func:`~bdl_mm.engine.stages.translation.prealign_source`).
         Only where F is trained; a bad value raises ValueError naming the key."""
         settings = self.translation_settings(stage) or ConfigDict()
         pre = settings.get('prealign')
@@ -307,7 +308,7 @@ class StageConfigBuilder:
         """F's config: its file (``stages.translation.config``), reading M's source and target image folders
         (``train_dataloader.dataset.{source,target}`` of the BDL config, unless ``stages.translation.cfg_options``
         sets them), with M(k-1) (``m_checkpoint``) for its perceptual loss; with ``stages.translation.prealign``
-        (R6) its source is the prealigned one (:meth:`prealigned_folder`). For a baseline
+        (row 20) its source is the prealigned one (:meth:`prealigned_folder`). For a baseline
         (``stages.translation.type``): its settings as ``model`` and the folders it reads as
         ``train_dataloader.dataset``."""
         settings = copy.deepcopy(self.translation_settings(stage) or ConfigDict())
@@ -330,7 +331,7 @@ class StageConfigBuilder:
                     dataset[side] = folder
         if settings.get('cfg_options'):
             cfg.merge_from_dict(settings.cfg_options.to_dict(), allow_list_keys=True)
-        if self.prealign(stage) is not None:  # R6: F reads the prealigned source its stage writes first
+        if self.prealign(stage) is not None:  # row 20: F reads the prealigned source its stage writes first
             dataset = cfg.train_dataloader.dataset
             if not str(dataset.get('type', '')).endswith('UnpairedTranslationDataset'):
                 raise ValueError(f'{self.translation_key(stage)}.prealign: F\'s dataset must be an Unpaired'

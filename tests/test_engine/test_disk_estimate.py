@@ -81,8 +81,8 @@ def test_plan_estimate_by_hand(toy):
 
 
 def test_prealigned_source_is_one_more_copy_of_s_per_translate_stage(toy):
-    """R6 (``stages.translation.prealign``): the translation stage writes the source through the baseline at the
-    source's size (320x144) before F, once per round, on top of S' at F's width."""
+    """Ledger row 20 (``stages.translation.prealign``): the translation stage writes the source through the
+    baseline at the source's size (320x144) before F, once per round, on top of S' at F's width."""
     configs, model = toy
     cfg = copy.deepcopy(configs.cfg)
     cfg.train_cfg.stages.translation.prealign = dict(type='Reinhard')

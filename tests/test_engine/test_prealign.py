@@ -1,6 +1,7 @@
-"""The prealign switch (``train_cfg.stages.translation.prealign``, robust recipe candidate R6): the translation stage
-fits a baseline on the target images and writes the source through it, F is trained on that source and the
-translate stage gives S' = F(baseline(S)). Bad settings fail before any stage, naming the key."""
+"""The prealign switch (``train_cfg.stages.translation.prealign``, ledger row 20, screened for the robust recipe and
+not chosen): the translation stage fits a baseline on the target images and writes the source through it, F is
+trained on that source and the translate stage gives S' = F(baseline(S)). Bad settings fail before any stage, naming
+the key."""
 import json
 import os
 import os.path as osp

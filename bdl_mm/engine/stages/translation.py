@@ -70,7 +70,7 @@ def fit_baseline(ctx: StageContext, stage: Stage) -> dict:
 
 
 def prealign_source(ctx: StageContext, stage: Stage) -> dict:
-    """Robust recipe R6 (``stages.translation.prealign``, e.g. ``dict(type='Reinhard')``): the baseline fitted on M's
+    """Ledger row 20 (``stages.translation.prealign``, e.g. ``dict(type='Reinhard')``): the baseline fitted on M's
     target images (main process; recorded in ``<stage>/prealign.json``), then every source image through it into
     ``<stage>/prealigned_source`` (split over the processes; atomic files, so an interrupted stage resumes), the
     folder F is trained on (:meth:`StageConfigBuilder.translation_cfg`) and that the translate stage reads."""
@@ -109,7 +109,7 @@ def translate(ctx: StageContext, stage: Stage, f_result: dict) -> dict:
     from ...apis import load_translator, translate_dataset
     from ...apis.translate import training_width
     source = image_folder(ctx.cfg.train_dataloader.dataset.source)
-    # F's own source: the prealigned one where R6 wrote it (``source_dir``), else S
+    # F's own source: the prealigned one where row 20 wrote it (``source_dir``), else S
     src_dir = f_result.get('source_dir') or osp.join(source['data_root'], source['img_dir'])
     out_dir = ctx.stage_dir(stage)
     rank, world_size = get_dist_info()

@@ -13,8 +13,8 @@
 #     first M keeps what the last round learnt on T;
 #   - ssl_lr_factor: the SSL stages (every M trained with pseudo labels) at a fifth of M's learning rate, D_M's
 #     untouched: M, which continues from the M before it, moves less towards its own labels in each SSL run.
-# Screened and not chosen (docs/fidelity.md rows 17 to 19): SSL on S' and S; labels from a mean teacher; ClassMix with
-# small classes first.
+# Screened and not chosen (docs/fidelity.md rows 17 to 20): SSL on S' and S; labels from a mean teacher; ClassMix with
+# small classes first; F on the colour-transferred source (prealign).
 robust_train_cfg = dict(
     m_init='previous', ssl_from_previous_round=True, ssl_lr_factor=0.2,
     stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=dict(weight=5., scale=1))))))
