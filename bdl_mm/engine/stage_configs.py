@@ -29,6 +29,7 @@ from ..structures.plan import (
     Stage,
 )
 from ..utils import apply_global_batch_size, cpu_model_wrapper, enable_amp
+from .prealign import prealign_settings, prealigned_folder, read_prealigned_source
 from .runner.concise_runner import warnings_to_log_file
 
 # the repository's configs/ folder (bdl_mm/engine/ -> repo root)
@@ -269,7 +270,7 @@ class StageConfigBuilder:
         ``translation.type``) with the other keys as its settings (``config`` and ``cfg_options``, F's, are
         ignored); None without ``type`` (F is trained). An unknown type raises ValueError naming the key."""
         settings = self.translation_settings(stage) or ConfigDict()
-        if settings.get('type') is None:
+        if settings.get('type') is None or self.prealign(stage):  # row 20 with a baseline: refused by prealign
             return None
         from ..models.translators.translation_baseline import baseline_class, baseline_types
         key = self.translation_key(stage)
@@ -279,38 +280,14 @@ class StageConfigBuilder:
         return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
     def prealign(self, stage: Optional[Stage] = None) -> Optional[dict]:
-        """``stages.translation.prealign`` (ledger row 20, screened for the robust recipe and not chosen; None in
-        every config): a translation baseline's settings, e.g. ``dict(type='Reinhard')``, fitted on the target images
-        and applied to the source before F, so that F is trained on, and translates, the baseline's S
-        (:func:`~bdl_mm.engine.stages.translation.prealign_source`).
-        Only where F is trained; a bad value raises ValueError naming the key."""
-        settings = self.translation_settings(stage) or ConfigDict()
-        pre = settings.get('prealign')
-        if pre is None:
-            return None
-        from ..models.translators.translation_baseline import baseline_class, baseline_types
-        key = f'{self.translation_key(stage)}.prealign'
-        if not isinstance(pre, dict) or baseline_class(pre.get('type')) is None:
-            raise ValueError(f'{key}: expected dict(type=..., <settings>) with a translation baseline type '
-                             f'({", ".join(baseline_types())}), got {pre!r}')
-        if settings.get('type') is not None:
-            raise ValueError(f'{key}: F is not trained here (the translation is the baseline {settings["type"]!r}); '
-                             'prealign goes with F only')
-        return copy.deepcopy(pre.to_dict() if isinstance(pre, ConfigDict) else dict(pre))
-
-    def prealigned_folder(self, stage: Stage) -> dict:
-        """The folder of the prealigned source that F reads (``<stage>/prealigned_source``, the source's names)."""
-        source = self.m_image_folders()['source']
-        return dict(data_root=osp.join(self.stage_dir(stage), 'prealigned_source'), img_dir='',
-                    img_suffix=source['img_suffix'])
+        """``stages.translation.prealign`` (ledger row 20): :func:`~bdl_mm.engine.prealign.prealign_settings`."""
+        return prealign_settings(self.translation_settings(stage), f'{self.translation_key(stage)}.prealign')
 
     def translation_cfg(self, stage: Stage, m_checkpoint: Optional[str] = None) -> Config:
         """F's config: its file (``stages.translation.config``), reading M's source and target image folders
         (``train_dataloader.dataset.{source,target}`` of the BDL config, unless ``stages.translation.cfg_options``
-        sets them), with M(k-1) (``m_checkpoint``) for its perceptual loss; with ``stages.translation.prealign``
-        (row 20) its source is the prealigned one (:meth:`prealigned_folder`). For a baseline
-        (``stages.translation.type``): its settings as ``model`` and the folders it reads as
-        ``train_dataloader.dataset``."""
+        sets them; row 20: the prealigned source), with M(k-1) (``m_checkpoint``) for its perceptual loss. For a
+        baseline (``stages.translation.type``): its settings as ``model`` and its folders as ``train_dataloader``."""
         settings = copy.deepcopy(self.translation_settings(stage) or ConfigDict())
         folders = self.m_image_folders()
         baseline = self.translation_baseline(stage)
@@ -332,11 +309,8 @@ class StageConfigBuilder:
         if settings.get('cfg_options'):
             cfg.merge_from_dict(settings.cfg_options.to_dict(), allow_list_keys=True)
         if self.prealign(stage) is not None:  # row 20: F reads the prealigned source its stage writes first
-            dataset = cfg.train_dataloader.dataset
-            if not str(dataset.get('type', '')).endswith('UnpairedTranslationDataset'):
-                raise ValueError(f'{self.translation_key(stage)}.prealign: F\'s dataset must be an Unpaired'
-                                 f'TranslationDataset (its source folder is replaced), got {dataset.get("type")!r}')
-            dataset.source = self.prealigned_folder(stage)
+            folder = prealigned_folder(self.stage_dir(stage), self.m_image_folders()['source'])
+            read_prealigned_source(cfg, folder, f'{self.translation_key(stage)}.prealign')
         # F's perceptual loss runs the current M (architecture from the BDL config, weights from M(k-1)), fed in M's
         # input format (its data_preprocessor) unless F's config states one (checked against M at build).
         from ..apis.m_model import m_input_format, m_model_cfg
@@ -376,8 +350,6 @@ class StageConfigBuilder:
             check = Stage('check', kind, track=track)
             key = self.translation_key(check) if kind == TRANSLATION else (
                 'train_cfg.references.oracle' if kind == ORACLE else f'train_cfg.stages.{kind}')
-            if kind == TRANSLATION:
-                self.prealign(check)  # a bad prealign fails here, naming its key
             if kind == TRANSLATION and self.translation_baseline(check) is not None:  # unknown type fails here
                 from ..models.translators.translation_baseline import build_baseline
                 try:

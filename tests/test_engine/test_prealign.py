@@ -63,11 +63,12 @@ def test_prealigned_source_is_what_f_learns_from_and_translates(toy_root, tmp_pa
     translate_dataset(translator, pre_dir, str(tmp_path / 'f_pre'), scale_width=width, progress=False)
     translate_dataset(translator, src_dir, str(tmp_path / 'f_src'), scale_width=width, progress=False)
     s_prime = state['stages']['k1/translate']['translated_dir']
-    for name in names:
-        got = read_image(osp.join(s_prime, name))
-        assert np.array_equal(got, read_image(str(tmp_path / 'f_pre' / name)))
-    assert any(not np.array_equal(read_image(osp.join(s_prime, n)), read_image(str(tmp_path / 'f_src' / n)))
-               for n in names)
+
+    def mean_diff(folder):  # mean absolute difference to S' over all images (grey levels)
+        return np.mean([np.abs(read_image(osp.join(s_prime, n)).astype(float) - read_image(str(folder / n))).mean()
+                        for n in names])
+    # equal up to the last grey level (the run's translate and this one may use other thread counts), far from F(S)
+    assert mean_diff(tmp_path / 'f_pre') < 0.5 < 2 < mean_diff(tmp_path / 'f_src')
 
 
 @pytest.mark.parametrize('line, message', [

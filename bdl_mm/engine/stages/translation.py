@@ -10,6 +10,7 @@ from mmengine.dist import barrier, get_dist_info, is_main_process
 from ...structures.plan import TRANSLATE, Stage
 from ...utils.atomic_io import atomic_write_json
 from ..checkpoint import save_model_checkpoint
+from ..prealign import prealigned_folder
 from ..stage_configs import image_folder
 from .common import release_workers, run_child
 from .context import StageContext
@@ -73,12 +74,12 @@ def prealign_source(ctx: StageContext, stage: Stage) -> dict:
     """Ledger row 20 (``stages.translation.prealign``, e.g. ``dict(type='Reinhard')``): the baseline fitted on M's
     target images (main process; recorded in ``<stage>/prealign.json``), then every source image through it into
     ``<stage>/prealigned_source`` (split over the processes; atomic files, so an interrupted stage resumes), the
-    folder F is trained on (:meth:`StageConfigBuilder.translation_cfg`) and that the translate stage reads."""
+    folder F is trained on (``StageConfigBuilder.translation_cfg``) and that the translate stage reads."""
     from ...apis import translate_dataset
     from ...models.translators.translation_baseline import baseline_from_record
     folders = ctx.configs.m_image_folders()
     record_path = osp.join(ctx.stage_dir(stage), 'prealign.json')
-    out_dir = ctx.configs.prealigned_folder(stage)['data_root']
+    out_dir = prealigned_folder(ctx.stage_dir(stage), folders['source'])['data_root']
     if is_main_process():
         record = fitted_record(ctx.configs.prealign(stage), folders)
         os.makedirs(ctx.stage_dir(stage), exist_ok=True)
