@@ -49,9 +49,7 @@ def fitted_record(settings: dict, folders: dict) -> dict:
     targets = [info['path'] for info in UnpairedTranslationDataset(folders['source'], folders['target']).data_infos_b]
     baseline = build_baseline(settings)
     baseline.fit(targets)
-    target = folders['target']
-    return dict(baseline.to_record(), target_folder=target.to_dict() if hasattr(target, 'to_dict') else dict(target),
-                num_target_images=len(targets))
+    return dict(baseline.to_record(), target_folder=dict(folders['target']), num_target_images=len(targets))
 
 
 def fit_baseline(ctx: StageContext, stage: Stage) -> dict:
