@@ -15,6 +15,9 @@ Example: ``python tools/translate.py configs/translation/perceptual_cyclegan_dee
 work_dirs/f1/epoch_20.pth --src data/gta5/images --out data/gta5_f1/images``. A baseline takes no checkpoint and
 translates at the source's resolution, as the translate stage does:
 ``python tools/translate.py work_dirs/bdl_gta5_fda/k1/translation/translator.json --src data/gta5/images --out DIR``.
+An F trained with ``train_cfg.stages.translation.prealign`` (ledger row 20) learned on the baseline's copy of S:
+translate S with that stage's ``prealign.json`` (a baseline record, like ``translator.json``) first, then the
+result with F, as the translate stage does.
 """
 import argparse
 import os

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
-from toy_helpers import ROOT, write_bdl_config
+from toy_helpers import ROOT, load_tool, write_bdl_config
 
 from bdl_mm.apis import load_translator, translate_dataset
 from bdl_mm.models.translators.translation_baseline import read_image
@@ -21,7 +21,7 @@ TRAIN = osp.join(ROOT, 'tools', 'train.py')
 PREALIGN = "train_cfg['stages']['translation'].update(prealign=dict(type='Reinhard'))"
 
 
-def test_prealigned_source_is_what_f_learns_from_and_translates(toy_root, tmp_path):
+def test_prealigned_source_is_what_f_learns_from_and_translates(toy_root, tmp_path, monkeypatch):
     """K = 1 without SSL: the stage's prealigned images are Reinhard's colour transfer of each source image to the
     target set's statistics (computed here by hand from the target images), F's dumped config reads them, and S'
     is F applied to them, not to S."""
@@ -60,7 +60,13 @@ def test_prealigned_source_is_what_f_learns_from_and_translates(toy_root, tmp_pa
     translator = load_translator(f_stage['config'], f_stage['checkpoint'])
     from bdl_mm.apis.translate import training_width
     width = training_width(f_stage['config'])
-    translate_dataset(translator, pre_dir, str(tmp_path / 'f_pre'), scale_width=width, progress=False)
+    # by hand, as docs/user_guides/train_test.md says: tools/translate.py with prealign.json, then F on its output
+    monkeypatch.syspath_prepend(osp.join(ROOT, 'tools'))  # tools/_bootstrap.py, as the script runs
+    assert load_tool('translate.py').main([f_stage['prealign'], '--src', src_dir, '--out', str(tmp_path / 'pre'),
+                                '--num-workers', '0', '--no-progress']) == 0
+    for name in names:
+        assert np.array_equal(read_image(str(tmp_path / 'pre' / name)), read_image(osp.join(pre_dir, name)))
+    translate_dataset(translator, str(tmp_path / 'pre'), str(tmp_path / 'f_pre'), scale_width=width, progress=False)
     translate_dataset(translator, src_dir, str(tmp_path / 'f_src'), scale_width=width, progress=False)
     s_prime = state['stages']['k1/translate']['translated_dir']
 
