@@ -270,8 +270,9 @@ class StageConfigBuilder:
         ``translation.type``) with the other keys as its settings (``config`` and ``cfg_options``, F's, are
         ignored); None without ``type`` (F is trained). An unknown type raises ValueError naming the key."""
         settings = self.translation_settings(stage) or ConfigDict()
-        if settings.get('type') is None or self.prealign(stage):  # row 20 with a baseline: refused by prealign
+        if settings.get('type') is None:
             return None
+        self.prealign(stage)  # row 20 goes with F only: a prealign beside a baseline type fails here, naming its key
         from ..models.translators.translation_baseline import baseline_class, baseline_types
         key = self.translation_key(stage)
         if baseline_class(settings['type']) is None:
@@ -309,7 +310,7 @@ class StageConfigBuilder:
         if settings.get('cfg_options'):
             cfg.merge_from_dict(settings.cfg_options.to_dict(), allow_list_keys=True)
         if self.prealign(stage) is not None:  # row 20: F reads the prealigned source its stage writes first
-            folder = prealigned_folder(self.stage_dir(stage), self.m_image_folders()['source'])
+            folder = prealigned_folder(self.stage_dir(stage), folders['source'])
             read_prealigned_source(cfg, folder, f'{self.translation_key(stage)}.prealign')
         # F's perceptual loss runs the current M (architecture from the BDL config, weights from M(k-1)), fed in M's
         # input format (its data_preprocessor) unless F's config states one (checked against M at build).
