@@ -131,15 +131,14 @@ def train_iters(cfg: Config) -> Optional[int]:
 
 
 class StageConfigBuilder:
-    """Each stage's child config, derived from the outer BDL config ``cfg``.
+    """Each stage's child config, derived from the outer BDL config ``cfg``; its ``train_cfg.ssl_lr_factor``
+    (default 1.0) multiplies M's learning rate in every SSL stage.
 
     Args:
         cfg (Config): the outer BDL config (the runner's).
         plan (Plan): the run's plan (its stage settings, references and ablation switches).
         work_dir (str): the run's work dir; each stage works in ``<work_dir>/<stage name>``.
         adversarial (bool): ``train_cfg.adversarial``: whether the adaptation stages train with D_M.
-
-    ``cfg.train_cfg.ssl_lr_factor`` (default 1.0) multiplies M's learning rate in every SSL stage.
     """
 
     def __init__(self, cfg: Config, plan: Plan, work_dir: str, adversarial: bool = True):
