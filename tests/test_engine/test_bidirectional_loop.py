@@ -298,3 +298,28 @@ def test_ssl_from_previous_round_trains_m0_of_round_two_on_labels_of_m1(toy, tmp
 def _stage_logs(work, stage):
     import glob
     return ''.join(open(p).read() for p in glob.glob(osp.join(work, stage, '*', '*.log')))
+
+
+def _initial_weights(cfg_path, tmp_path, name):
+    """The outer model's weights as Runner.train leaves them before the first stage: loop built, then weight init."""
+    cfg = Config.fromfile(cfg_path)
+    cfg.work_dir = str(tmp_path / name)
+    runner = Runner.from_cfg(cfg)
+    runner._train_loop = runner.build_train_loop(cfg.train_cfg)  # builds every stage's model once (a check)
+    runner._init_model_weights()
+    return {k: v.clone() for k, v in runner.model.state_dict().items()}
+
+
+def test_initial_weights_do_not_depend_on_fs_settings(toy, tmp_path):
+    """The loop builds F's model as a check before the runner draws M's initial weights: F's discriminator size (a
+    70 or a 16 pixel PatchGAN) must not change M(0)'s start (before the fix: 20 of the toy run's 138 tensors)."""
+    import torch
+    f_d = "train_cfg['stages']['translation']['cfg_options']['model'] = dict(discriminator=dict(num_conv={}))"
+    weights = [_initial_weights(write_config(tmp_path / f'd{n}.py', toy, extra=f_d.format(n)), tmp_path, f'w{n}')
+               for n in (3, 1)]
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 100
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # and the seed still decides them
+    other = write_config(tmp_path / 'seed1.py', toy, extra=f_d.format(3) + '\nrandomness = dict(seed=1)')
+    assert not torch.equal(*[w['segmentor.backbone.conv1.weight'] for w in (weights[0], _initial_weights(
+        other, tmp_path, 'seed1'))])
