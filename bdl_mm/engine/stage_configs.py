@@ -1,11 +1,9 @@
-"""The child config of every stage of Algorithm 1, derived from the outer BDL config.
-
-The outer config is the configuration of the adaptation model M (``BDLSegmentor``: model, UDA dataloader,
-optimisers, schedules, evaluation). :class:`StageConfigBuilder` derives from it, per stage of a
-:class:`~bdl_mm.structures.plan.Plan`: the config of an M stage (source-only, adaptation, SSL adaptation, the
-oracle), F's config (its own file, reading M's image folders, with M(k-1) for its perceptual loss) or a translation
-baseline's, each with its own work dir and experiment name, and the AMP / DDP / environment patches of the outer run.
-"""
+"""The child config of every stage of Algorithm 1, derived from the outer BDL config: the configuration of the
+adaptation model M (``BDLSegmentor``: model, UDA dataloader, optimisers, schedules, evaluation).
+:class:`StageConfigBuilder` derives from it, per stage of a :class:`~bdl_mm.structures.plan.Plan`: the config of an
+M stage (source-only, adaptation, SSL adaptation, the oracle), F's config (its own file, reading M's image folders,
+with M(k-1) for its perceptual loss) or a translation baseline's, each with its own work dir and experiment name,
+and the AMP / DDP / environment patches of the outer run."""
 import copy
 import inspect
 import math
@@ -13,6 +11,7 @@ import os
 import os.path as osp
 from typing import Optional
 
+import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.dist import get_dist_info
 from mmseg.registry import DATASETS, MODELS
@@ -337,6 +336,7 @@ class StageConfigBuilder:
         return 'AmpOptimWrapper' in str(self.cfg.get('optim_wrapper', ''))
 
     # ------------------------------------------------------------------ checks and planned work
+    @torch.random.fork_rng(devices=[])  # throw-away builds: M's initial weights, drawn later, must not depend on them
     def check_stage_configs(self):
         """Derive and build every stage's model before any training, naming the key that fails."""
         from ..apis.m_model import check_m_classes

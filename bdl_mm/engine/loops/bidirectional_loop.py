@@ -24,7 +24,6 @@ import os.path as osp
 import time
 from typing import Dict, Optional
 
-import torch
 from mmengine.config import Config
 from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.runner import BaseLoop, load_checkpoint
@@ -184,11 +183,7 @@ class BidirectionalLoop(BaseLoop):
                                     diagnostics=diagnostics, non_finite_loss=non_finite,
                                     verbose_console=bool(verbose_console),
                                     logger=getattr(runner, 'logger', None))
-        # Every stage's model is built once here, a throw-away: from a forked generator, so that the run's initial
-        # weights (drawn after this, at the runner's weight init) depend on M's config and the seed only, not on F's
-        # or a stage's settings (before, F's discriminator size changed M(0)).
-        with torch.random.fork_rng(devices=[]):
-            self.configs.check_stage_configs()
+        self.configs.check_stage_configs()  # builds every stage's model once, from a forked random generator
 
     # progress as seen by mmengine's hooks: one "iteration" per stage
     @property
