@@ -73,3 +73,16 @@ def gan_cfg(**kwargs):
         loss_config=dict(cycle_loss_weight=10., id_loss_weight=5.))
     cfg.update(kwargs)
     return cfg
+
+
+def reinhard_by_hand(src_path, target_paths):
+    """Reinhard's colour transfer of one image, computed here from its definition: the image's l-alpha-beta values
+    moved from their own mean and sd to those of the target images' pixels taken together (BGR float, unrounded)."""
+    import numpy as np
+
+    from bdl_mm.models.translators.colour_transfer import bgr_to_lalphabeta, lalphabeta_to_bgr
+    from bdl_mm.models.translators.translation_baseline import read_image
+    pixels = np.concatenate([bgr_to_lalphabeta(read_image(p)).reshape(-1, 3) for p in target_paths])
+    lab = bgr_to_lalphabeta(read_image(src_path))
+    moved = (lab - lab.mean((0, 1))) / lab.std((0, 1)) * pixels.std(0) + pixels.mean(0)
+    return np.clip(lalphabeta_to_bgr(moved), 0, 255)

@@ -9,8 +9,9 @@ from the run's own models and data:
 - a trained F stage keeps as many checkpoints of F with Adam's state and its two image pools full (``buffer_size``
   float32 crops per domain), plus ``final_model.pth``;
 - a translate stage writes one S' PNG per source image; a pseudo-label stage one label PNG per target image, and
-  while it runs a cache of the label and its 16-bit confidence per pixel. Images are bounded by their raw size
-  (PNG of a photograph compresses, a generated scene far more): the estimate is an upper bound.
+  while it runs a cache of the label and its 16-bit confidence per pixel; ``train_cfg.ssl_baseline_source`` (row 21)
+  one more copy of S per run. Images are bounded by their raw size (PNG of a photograph compresses, a generated
+  scene far more): the estimate is an upper bound.
 """
 import copy
 import os
@@ -20,6 +21,7 @@ from typing import Dict, Optional
 
 from ..structures.plan import PSEUDO_LABEL, TRANSLATE, TRANSLATION
 from ..structures.stage_kinds import M_KINDS
+from .prealign import ssl_baseline_folder
 from .runner import CONSOLE
 
 GIB = 2**30
@@ -94,6 +96,9 @@ def estimate_plan_bytes(plan, configs, outer_model, units: Dict[str, Optional[in
     m_weights = param_bytes(outer_model)
     seg_weights = param_bytes(getattr(outer_model, 'segmentor', outer_model))
     f = None
+    # row 21: B(S), once per run at the source's size (with the first translate stage to run) unless it was begun
+    ssl_copy = bool(plan.ssl_baseline_source) and not osp.exists(osp.join(ssl_baseline_folder(configs.work_dir),
+                                                                          'record.json'))
     for stage in plan:
         if stage.name in done:
             continue
@@ -112,6 +117,8 @@ def estimate_plan_bytes(plan, configs, outer_model, units: Dict[str, Optional[in
             w, h = size
             if configs.prealign(stage) is not None:  # row 20: the translation stage's prealigned copy of S
                 out['translate'] += units[stage.name] * w * h * 3
+            if ssl_copy:
+                out['translate'], ssl_copy = out['translate'] + units[stage.name] * w * h * 3, False
             f = f if configs.translation_baseline(stage) is not None else (f or f_bytes(configs, stage))
             if configs.translation_baseline(stage) is None and f.get('width'):
                 w, h = f['width'], round(h * f['width'] / w)

@@ -1,7 +1,12 @@
-"""Ledger row 20, ``train_cfg.stages.translation.prealign`` (screened for the robust recipe and not chosen; None in
-every config): a translation baseline's settings, e.g. ``dict(type='Reinhard')``, fitted on the target images and
-applied to the source before F, so that F is trained on, and translates, the baseline's copy of S
-(:func:`~bdl_mm.engine.stages.translation.prealign_source` writes it; the translate stage reads it)."""
+"""A translation baseline's copy of the source, B(S), with B fitted on the target images, in two switches of the
+project (:func:`~bdl_mm.engine.stages.translation.baseline_copy` writes it):
+
+- ledger row 20, ``train_cfg.stages.translation.prealign`` (screened for the robust recipe and not chosen; None in
+  every config): a translation baseline's settings, e.g. ``dict(type='Reinhard')``, applied to the source before F,
+  so that F is trained on, and translates, the baseline's copy of S (its translation stage writes it);
+- ledger row 21, ``train_cfg.ssl_baseline_source`` (None in every release config): the SSL stages train on S'(k)
+  and B(S), each drawn with probability 1/2, as row 17 draws S'(k) and S (the run's first SSL stage writes it).
+"""
 import copy
 import os.path as osp
 from typing import Optional
@@ -37,3 +42,35 @@ def read_prealigned_source(f_cfg, folder: dict, key: str):
         raise ValueError(f"{key}: F's dataset must be an UnpairedTranslationDataset (its source folder is replaced), "
                          f'got {dataset.get("type")!r}')
     dataset.source = folder
+
+
+def ssl_baseline_settings(value, untranslated: bool) -> Optional[dict]:
+    """``train_cfg.ssl_baseline_source`` (row 21) -> a plain dict, or None; a bad value raises ValueError naming the
+    key. ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other second copy: not both."""
+    if value is None:
+        return None
+    from ..models.translators.translation_baseline import baseline_class, baseline_types
+    if not isinstance(value, dict) or baseline_class(value.get('type')) is None:
+        raise ValueError(f'train_cfg.ssl_baseline_source: expected None or dict(type=..., <settings>) with a '
+                         f'translation baseline type ({", ".join(baseline_types())}), got {value!r}')
+    if untranslated:
+        raise ValueError('train_cfg.ssl_baseline_source and train_cfg.ssl_untranslated_source each set the SSL '
+                         "stages' second copy of the source: set one")
+    return copy.deepcopy(value.to_dict() if isinstance(value, ConfigDict) else dict(value))
+
+
+def ssl_baseline_folder(work_dir: str) -> str:
+    """Where row 21's B(S) is written, once per run (every track's SSL stages read it)."""
+    return osp.join(work_dir, 'ssl_baseline_source')
+
+
+def second_source(plan, source, work_dir: str):
+    """The second copy of the source in the plan's SSL stages (``UDADataset.untranslated_source``), None without one:
+    S itself (row 17, ``plan.ssl_untranslated_source``), or the same set read from B(S)'s folder (row 21,
+    ``plan.ssl_baseline_source``; same names, the labels stay S's)."""
+    if not (plan.ssl_untranslated_source or plan.ssl_baseline_source):
+        return None
+    second = copy.deepcopy(source)
+    if plan.ssl_baseline_source:
+        second.data_prefix = dict(source.get('data_prefix', {}), img_path=ssl_baseline_folder(work_dir))
+    return second

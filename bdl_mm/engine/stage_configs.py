@@ -28,7 +28,7 @@ from ..structures.plan import (
     Stage,
 )
 from ..utils import apply_global_batch_size, cpu_model_wrapper, enable_amp
-from .prealign import prealign_settings, prealigned_folder, read_prealigned_source
+from .prealign import prealign_settings, prealigned_folder, read_prealigned_source, second_source
 from .runner.concise_runner import warnings_to_log_file
 
 # the repository's configs/ folder (bdl_mm/engine/ -> repo root)
@@ -177,8 +177,8 @@ class StageConfigBuilder:
             cfg.train_dataloader.dataset = dataset.source
         else:
             if translated_dir is not None:
-                if stage.kind == SSL_ADAPTATION and self.plan.ssl_untranslated_source:
-                    dataset.untranslated_source = copy.deepcopy(dataset.source)
+                if stage.kind == SSL_ADAPTATION and (second := second_source(self.plan, dataset.source, self.work_dir)):
+                    dataset.untranslated_source = second  # rows 17, 21: S' and a second copy of the source
                 dataset.source.data_prefix = dict(dataset.source.get('data_prefix', {}), img_path=translated_dir)
             dataset.pseudo_label_dir = pseudo_label_dir
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='StageMetricsHook')]

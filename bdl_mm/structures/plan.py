@@ -115,6 +115,7 @@ class Plan:
     m_init: str = 'initial'
     ssl_from_previous_round: bool = False
     ssl_untranslated_source: bool = False
+    ssl_baseline_source: Optional[dict] = None
     source_only_checkpoint: Optional[str] = None
     stage_settings: Dict[str, ConfigDict] = dataclasses.field(default_factory=dict)
     references: dict = dataclasses.field(default_factory=lambda: dict(oracle=None, tracks={}))
@@ -159,9 +160,8 @@ class Plan:
         ``cfg_options``, F's, left out), None if the track trains F or does not translate. The type is checked
         where the baseline is built (:class:`~bdl_mm.engine.stage_configs.StageConfigBuilder`)."""
         settings = self.translation_settings(track) or ConfigDict()
-        if settings.get('type') is None:
-            return None
-        return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
+        return None if settings.get('type') is None else {
+            k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
     @property
     def run_name(self) -> str:
@@ -186,9 +186,8 @@ def parse_references(references: Optional[dict], K: int = 2, N: int = 2, use_ssl
         if not isinstance(track, dict) or 'translation' not in track:
             raise ValueError(f'{key} must be a dict with a translation (a baseline such as dict(type=\'FDA\'), '
                              f'F\'s settings, or None), got {track!r}')
-        unknown = sorted(set(track) - set(REFERENCE_KEYS))
-        if unknown:
-            raise ValueError(f'{key}.{unknown[0]}: unknown key; known: {", ".join(REFERENCE_KEYS)}')
+        for unknown in sorted(set(track) - set(REFERENCE_KEYS))[:1]:
+            raise ValueError(f'{key}.{unknown}: unknown key; known: {", ".join(REFERENCE_KEYS)}')
         translation = track['translation']
         if translation is not None and not isinstance(translation, dict):
             raise ValueError(f'{key}.translation must be a dict or None, got {translation!r}')
@@ -196,9 +195,8 @@ def parse_references(references: Optional[dict], K: int = 2, N: int = 2, use_ssl
         settings = ConfigDict(translation=None if translation is None else ConfigDict(translation),
                               K=track.get('K', default_k), N=track.get('N', N),
                               use_ssl=bool(track.get('use_ssl', use_ssl)))
-        for k in ('K', 'N'):
-            if not isinstance(settings[k], int) or settings[k] < 1:
-                raise ValueError(f'{key}.{k} must be an integer >= 1, got {settings[k]!r}')
+        for k in [k for k in ('K', 'N') if not isinstance(settings[k], int) or settings[k] < 1]:
+            raise ValueError(f'{key}.{k} must be an integer >= 1, got {settings[k]!r}')
         tracks[name] = settings
     return dict(oracle=None if oracle is None else ConfigDict(oracle), tracks=tracks)
 
@@ -224,8 +222,9 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``,
     ``use_translation``, ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``,
-    ``ssl_untranslated_source``, ``source_only_checkpoint``, ``references``; other keys are ignored; defaults as
-    :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError (one line naming the key) on a bad setting.
+    ``ssl_untranslated_source``, ``ssl_baseline_source`` (checked by the loop), ``source_only_checkpoint``,
+    ``references``; other keys are ignored; defaults as :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s).
+    Raises ValueError (one line naming the key) on a bad setting.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
 
@@ -233,7 +232,8 @@ def build_plan(train_cfg: dict) -> Plan:
       S'(k) (translate) applies F(k);
     - an M stage of round k trains on S'(k) where the track translates; M_i(k) (i >= 1) on the pseudo labels of
       ``k{k}/ssl{i}``, made with M_(i-1)(k); with ``ssl_from_previous_round`` (and SSL), M_0(k), k >= 2, on those of
-      ``k{k}/ssl0``, made with M(k-1); with ``ssl_untranslated_source`` an SSL stage trains on S'(k) and S;
+      ``k{k}/ssl0``, made with M(k-1); with ``ssl_untranslated_source`` an SSL stage trains on S'(k) and S, with
+      ``ssl_baseline_source`` on S'(k) and the baseline's copy of S;
     - an adaptation M starts from ``m_init``: ``'initial'``: the initial weights; ``'source_only'``: M(0);
       ``'previous'``: M_0(k) from M(k-1), M_i(k) from M_(i-1)(k). M(0) starts from the initial weights; the oracle
       from M(0) with ``m_init='source_only'``, else from the initial weights.
@@ -255,6 +255,7 @@ def build_plan(train_cfg: dict) -> Plan:
                     perceptual=cfg.get('perceptual', True), m_init=m_init,
                     ssl_from_previous_round=bool(cfg.get('ssl_from_previous_round', False)),
                     ssl_untranslated_source=bool(cfg.get('ssl_untranslated_source', False)),
+                    ssl_baseline_source=dict(cfg['ssl_baseline_source']) if cfg.get('ssl_baseline_source') else None,
                     source_only_checkpoint=source_only_checkpoint,
                     stage_settings={kind: ConfigDict(stages.get(kind, {})) for kind in STAGE_KINDS},
                     references=references)
@@ -328,8 +329,8 @@ def describe(plan: Plan, stage: Stage) -> str:
         return f'{m}M_0({k}) on {source} + T'
     if stage.kind == PSEUDO_LABEL:
         return f'{m}pseudo labels of T from {_labeller(stage)}'
-    if translates and plan.ssl_untranslated_source:
-        source = f"{source} + S"
+    if translates and (plan.ssl_untranslated_source or plan.ssl_baseline_source):  # rows 17, 21: a second copy
+        source = f"{source} + {plan.ssl_baseline_source['type'] + '(S)' if plan.ssl_baseline_source else 'S'}"
     return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
 
 
@@ -369,7 +370,8 @@ def format_plan(plan: Plan, units: Optional[Dict[str, dict]] = None) -> str:
     lines = [f'Algorithm 1: K={plan.K} rounds of F then M, N={plan.N if plan.use_ssl else 0} SSL rounds each '
              f'(use_translation={plan.use_translation}, use_ssl={plan.use_ssl}, perceptual={plan.perceptual}, '
              f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}"
-             f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}); "
+             f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}"
+             f"{', ssl_baseline_source=' + plan.ssl_baseline_source['type'] if plan.ssl_baseline_source else ''}); "
              f"{len(plan)} stages; final model: {plan.final_stage.model_label} "
              f'[{plan.final}]']
     if plan.references['oracle'] is not None or track_names:

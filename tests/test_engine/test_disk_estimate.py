@@ -2,6 +2,7 @@
 hand computation on the toy config, and the warning when the work dir's free space may not hold it."""
 import copy
 import logging
+import os
 import os.path as osp
 from collections import namedtuple
 
@@ -89,6 +90,21 @@ def test_prealigned_source_is_one_more_copy_of_s_per_translate_stage(toy):
     r6 = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), configs.work_dir)
     est = estimate_plan_bytes(r6.plan, r6, model, {'k1/translate': 10, 'k2/translate': 10})
     assert est['translate'] == 20 * 256 * round(144 * 256 / 320) * 3 + 20 * 320 * 144 * 3
+
+
+def test_ssl_baseline_source_is_one_more_copy_of_s_per_run(toy, tmp_path):
+    """Ledger row 21 (``train_cfg.ssl_baseline_source``): B(S) at the source's size (320x144), once per run, until
+    its record is written."""
+    configs, model = toy
+    cfg = copy.deepcopy(configs.cfg)
+    cfg.train_cfg.ssl_baseline_source = dict(type='Reinhard')
+    r21 = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), str(tmp_path))
+    units = {'k1/translate': 10, 'k2/translate': 10}
+    est = estimate_plan_bytes(r21.plan, r21, model, units)
+    assert est['translate'] == 20 * 256 * round(144 * 256 / 320) * 3 + 10 * 320 * 144 * 3
+    os.makedirs(tmp_path / 'ssl_baseline_source')
+    (tmp_path / 'ssl_baseline_source' / 'record.json').write_text('{}')
+    assert estimate_plan_bytes(r21.plan, r21, model, units)['translate'] == 20 * 256 * round(144 * 256 / 320) * 3
 
 
 def test_free_space_warning(tmp_path, monkeypatch, caplog):

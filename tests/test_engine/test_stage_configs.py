@@ -73,6 +73,24 @@ def test_ssl_untranslated_source_reaches_ssl_stages_only(toy_cfg):
     assert 'ssl_untranslated_source=True' in format_plan(configs.plan).splitlines()[0]
 
 
+def test_ssl_baseline_source_reaches_ssl_stages_only(toy_cfg):
+    """Row 21: every track's SSL stages read S' and the run's one copy B(S) (same names and labels as S)."""
+    configs = builder(toy_cfg, ssl_baseline_source=dict(type='Reinhard'))
+    outer_source = toy_cfg.train_dataloader.dataset.source
+    for name in ('k1/m1', 'k2/m2', 'ref/fda/k1/m1'):
+        dataset = configs.m_stage_cfg(configs.plan.get(name), translated_dir='/x/t', pseudo_label_dir='/x/s')
+        dataset = dataset.train_dataloader.dataset
+        assert dataset.source.data_prefix.img_path == '/x/t'
+        second = dataset.untranslated_source
+        assert second.data_prefix == dict(outer_source.data_prefix, img_path='/w/run/ssl_baseline_source')
+        assert {k: v for k, v in second.items() if k != 'data_prefix'} == {
+            k: v for k, v in outer_source.items() if k != 'data_prefix'}
+    m0 = configs.m_stage_cfg(configs.plan.get('k1/m0'), translated_dir='/x/t')  # M_0(k): S' alone, as the release
+    assert 'untranslated_source' not in m0.train_dataloader.dataset
+    assert describe(configs.plan, configs.plan.get('k1/m1')) == "M_1(1) on S'(1) + Reinhard(S) + T + pseudo labels"
+    assert 'ssl_baseline_source=Reinhard' in format_plan(configs.plan).splitlines()[0]
+
+
 @pytest.mark.parametrize('m_init, expected', [
     ('source_only', {'k1/m0': 'm0', 'k1/m1': 'm0', 'k1/m2': 'm0', 'ref/oracle': 'm0'}),
     ('initial', {'k1/m0': INITIAL, 'k1/m2': INITIAL, 'ref/oracle': INITIAL}),

@@ -15,7 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS
-from toy_helpers import ROOT, load_tool
+from toy_helpers import ROOT, load_tool, reinhard_by_hand
 
 from bdl_mm.engine.stage_configs import StageConfigBuilder
 from bdl_mm.engine.stages import STAGE_RUNNERS
@@ -65,6 +65,13 @@ def train(config, work):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(osp.join(work, 'bdl_state.json')) as f:
         return json.load(f)
+
+
+def train_set(run, stage):
+    """The train set of an M stage of a run: its dumped config's, built as the stage's runner built it."""
+    cfg = Config.fromfile(osp.join(run, stage, 'cfg.py'))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return DATASETS.build(cfg.train_dataloader.dataset)
 
 
 def test_toy_fda_plan_runs_every_stage(toy, tmp_path):
@@ -217,12 +224,6 @@ def test_ssl_untranslated_source_on_a_branch_of_a_finished_run(toy, tmp_path):
     same labels), where the release's M_1(1) had S'(1) alone."""
     config = write_config(tmp_path / 'cfg.py', toy)
     work, branch = tmp_path / 'work', tmp_path / 'branch'
-
-    def train_set(run, stage):  # the stage's dumped config, its train set built as the stage's runner built it
-        cfg = Config.fromfile(osp.join(run, stage, 'cfg.py'))
-        with DefaultScope.overwrite_default_scope('mmseg'):
-            return DATASETS.build(cfg.train_dataloader.dataset)
-
     train(config, work)
     assert len(train_set(work, 'k1/m1')) == 6
     load_tool('branch_run.py').branch(str(work), str(branch), ['k1/ssl1'])
@@ -248,6 +249,71 @@ def test_ssl_untranslated_source_on_a_branch_of_a_finished_run(toy, tmp_path):
     original = ssl[6]['source']['data_samples']
     assert original.img_path.startswith(osp.join(toy, 'gta5', 'images'))
     assert original.seg_map_path == ssl[0]['source']['data_samples'].seg_map_path
+
+
+def test_ssl_baseline_source_trains_ssl_stages_on_s_prime_and_the_baseline_s_copy(toy, tmp_path):
+    """train_cfg.ssl_baseline_source (ledger row 21), end to end (FDA in F's place, Reinhard as the SSL stages'
+    second copy): the first SSL stage writes Reinhard(S), fitted on M's target images (checked against the transfer
+    computed here by hand), into <work_dir>/ssl_baseline_source; M_1(1) trains on S'(1) and that copy with S's labels
+    (twice the source images), M_0(1) on S'(1) alone."""
+    from bdl_mm.models.translators.translation_baseline import read_image
+    config = write_config(tmp_path / 'cfg.py', toy, extra="train_cfg.update(ssl_baseline_source=dict(type='Reinhard'))")
+    work = tmp_path / 'work'
+    state = train(config, work)
+    assert list(state['stages']) == STAGES_K1_N1
+    assert "M_1(1) on S'(1) + Reinhard(S) + T + pseudo labels" in [d['what'] for d in state['plan_details']]
+    folder = osp.join(work, 'ssl_baseline_source')
+    src_dir, tgt_dir = osp.join(toy, 'gta5/images'), osp.join(toy, 'cityscapes/leftImg8bit/train')
+    names = sorted(os.listdir(src_dir))
+    assert sorted(n for n in os.listdir(folder) if n != 'record.json') == names
+    targets = sorted(osp.join(d, n) for d, _, fs in os.walk(tgt_dir) for n in fs if n.endswith('.png'))
+    for name in names:
+        got = read_image(osp.join(folder, name)).astype(np.float64)
+        assert np.abs(got - np.round(reinhard_by_hand(osp.join(src_dir, name), targets))).max() <= 1
+        assert np.abs(got - read_image(osp.join(src_dir, name))).mean() > 5  # the colours did move
+    with open(osp.join(folder, 'record.json')) as f:
+        record = json.load(f)
+    assert record['requested'] == dict(type='Reinhard') and record['num_target_images'] == len(targets)
+    ssl, plain = train_set(work, 'k1/m1'), train_set(work, 'k1/m0')
+    assert len(plain) == 6 and plain.untranslated_source is None
+    assert len(ssl) == 12 and ssl[0]['source']['data_samples'].img_path.startswith(osp.join(str(work), 'k1/translate'))
+    second = ssl[6]['source']['data_samples']
+    assert second.img_path == osp.join(folder, osp.basename(second.img_path))
+    assert second.seg_map_path == ssl[0]['source']['data_samples'].seg_map_path  # S's labels
+
+
+def test_ssl_baseline_source_is_fitted_once_and_completed_on_resume(toy, tmp_path):
+    """The copy of row 21 is written once per run: a later call keeps the record fitted with the same settings on
+    the same target folder and writes only the missing images (an interrupted copy); other settings fit again."""
+    from bdl_mm.engine.stages import StageContext
+    from bdl_mm.engine.stages.translation import write_ssl_baseline_source
+    cfg = Config.fromfile(write_config(tmp_path / 'cfg.py', toy))
+    cfg.train_cfg.ssl_baseline_source = dict(type='Reinhard')
+    configs = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), str(tmp_path / 'run'))
+    ctx = StageContext(configs, configs.plan)
+    assert write_ssl_baseline_source(ctx)['written'] == 6
+    folder = osp.join(tmp_path, 'run', 'ssl_baseline_source')
+    record_time = os.stat(osp.join(folder, 'record.json')).st_mtime_ns
+    os.remove(osp.join(folder, sorted(os.listdir(folder))[0]))  # an image the interrupted copy had not written
+    counts = write_ssl_baseline_source(ctx)
+    assert (counts['existing'], counts['written']) == (5, 1)
+    assert os.stat(osp.join(folder, 'record.json')).st_mtime_ns == record_time  # not fitted again
+    configs.plan = build_plan(dict(cfg.train_cfg, ssl_baseline_source=dict(type='Reinhard', colour_space='rgb')))
+    write_ssl_baseline_source(StageContext(configs, configs.plan))
+    with open(osp.join(folder, 'record.json')) as f:
+        assert json.load(f)['requested'] == dict(type='Reinhard', colour_space='rgb')
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(ssl_baseline_source=dict(type='Nothing')), r'ssl_baseline_source: expected None or dict\(type=.*Reinhard'),
+    (dict(ssl_baseline_source='Reinhard'), r'train_cfg\.ssl_baseline_source: expected'),
+    (dict(ssl_baseline_source=dict(type='Reinhard'), ssl_untranslated_source=True), r'second copy .*: set one'),
+])
+def test_bad_ssl_baseline_source_fails_before_any_stage(options, message, toy, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        build_loop(write_config(tmp_path / 'cfg.py', toy), tmp_path / 'work',
+                   {f'train_cfg.{k}': v for k, v in options.items()})
+    assert not osp.exists(osp.join(tmp_path, 'work', 'm0'))
 
 
 def test_mean_teacher_runs_through_the_plan(toy, tmp_path):

@@ -36,6 +36,7 @@ from ...utils.data_workers import release_memory
 from ..checkpoint import save_model_checkpoint
 from ..disk_estimate import check_plan_disk
 from ..hooks.non_finite_loss_hook import ACTIONS
+from ..prealign import ssl_baseline_settings
 from ..preflight import CHECK_MODES
 from ..run_state import RunState, end_line, start_line
 from ..run_status import format_duration
@@ -83,6 +84,8 @@ class BidirectionalLoop(BaseLoop):
             i >= 1, and M_0(k) under ``ssl_from_previous_round``) trains on S'(k) alone; ``True``: on S'(k) and the
             untranslated S, half and half (``UDADataset.untranslated_source``), so that source labels that F's S'
             no longer fits (redrawn texture, moved edges) teach M half as often.
+        ssl_baseline_source (dict, optional): ``None`` (release); a baseline's settings, ``dict(type='Reinhard')``:
+            as ``ssl_untranslated_source`` (not both) with B(S) for S, B fitted on T (row 21, ``prealign.py``).
         ssl_lr_factor (float): ``1.0`` (release): every M stage at the learning rate of M's optimiser
             (``optim_wrapper.segmentor.optimizer.lr``, or a stage's own under ``stages``); any other value scales
             it in every SSL stage (as ``ssl_untranslated_source``'s), D_M's untouched: the robust recipe's 0.2.
@@ -140,6 +143,7 @@ class BidirectionalLoop(BaseLoop):
                  m_init: str = 'initial',
                  ssl_from_previous_round: bool = False,
                  ssl_untranslated_source: bool = False,
+                 ssl_baseline_source: Optional[dict] = None,
                  ssl_lr_factor: float = 1.0,
                  source_only_checkpoint: Optional[str] = None,
                  sample_sheets: bool = True,
@@ -156,7 +160,9 @@ class BidirectionalLoop(BaseLoop):
         self.plan = build_plan(dict(K=K, N=N, stages=stages, use_translation=use_translation, use_ssl=use_ssl,
                                     perceptual=perceptual, m_init=m_init, source_only_checkpoint=source_only_checkpoint,
                                     ssl_from_previous_round=ssl_from_previous_round,
-                                    ssl_untranslated_source=ssl_untranslated_source, references=references))
+                                    ssl_untranslated_source=ssl_untranslated_source, references=references,
+                                    ssl_baseline_source=ssl_baseline_settings(ssl_baseline_source,
+                                                                              ssl_untranslated_source)))
         if check_data not in CHECK_MODES:
             raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
         self.check_data, self.force_resume = check_data, bool(force_resume)

@@ -2,6 +2,7 @@
 from ...structures.plan import Stage
 from .common import build_child, finish_m, release_workers, train_m
 from .context import StageContext
+from .translation import write_ssl_baseline_source
 
 
 def run_source_only(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
@@ -31,9 +32,12 @@ def run_oracle(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
 
 
 def run_adaptation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
-    """M_0(k) on S'(k) (or S) + T, and M_i(k) with the pseudo labels of T too (``ssl_adaptation``)."""
+    """M_0(k) on S'(k) (or S) + T, and M_i(k) with the pseudo labels of T too (``ssl_adaptation``; with
+    ``train_cfg.ssl_baseline_source`` on B(S) too, written by the first of them)."""
     translated = inputs.get('translated')
     pseudo = inputs.get('pseudo_labels')
+    if pseudo is not None and translated and ctx.plan.ssl_baseline_source:  # row 21: B(S), written once per run
+        write_ssl_baseline_source(ctx)
     result = train_m(ctx, stage, translated['translated_dir'] if translated else None,
                      pseudo['pseudo_label_dir'] if pseudo else None, inputs['start_from']['checkpoint'])
     if pseudo is not None:

@@ -10,7 +10,7 @@ from mmengine.dist import barrier, get_dist_info, is_main_process
 from ...structures.plan import TRANSLATE, Stage
 from ...utils.atomic_io import atomic_write_json
 from ..checkpoint import save_model_checkpoint
-from ..prealign import prealigned_folder
+from ..prealign import prealigned_folder, ssl_baseline_folder
 from ..stage_configs import image_folder
 from .common import release_workers, run_child
 from .context import StageContext
@@ -69,19 +69,44 @@ def fit_baseline(ctx: StageContext, stage: Stage) -> dict:
 
 
 def prealign_source(ctx: StageContext, stage: Stage) -> dict:
-    """Ledger row 20 (``stages.translation.prealign``, e.g. ``dict(type='Reinhard')``): the baseline fitted on M's
-    target images (main process; recorded in ``<stage>/prealign.json``), then every source image through it into
-    ``<stage>/prealigned_source`` (split over the processes; atomic files, so an interrupted stage resumes), the
-    folder F is trained on (``StageConfigBuilder.translation_cfg``) and that the translate stage reads."""
+    """Ledger row 20 (``stages.translation.prealign``, e.g. ``dict(type='Reinhard')``): the baseline's copy of S
+    (:func:`baseline_copy`, its record ``<stage>/prealign.json``) in ``<stage>/prealigned_source``, the folder F is
+    trained on (``StageConfigBuilder.translation_cfg``) and that the translate stage reads."""
+    record_path = osp.join(ctx.stage_dir(stage), 'prealign.json')
+    out_dir = prealigned_folder(ctx.stage_dir(stage), ctx.configs.m_image_folders()['source'])['data_root']
+    counts = baseline_copy(ctx, ctx.configs.prealign(stage), record_path, out_dir)
+    return dict(prealign=record_path, source_dir=osp.abspath(out_dir), prealign_counts=counts)
+
+
+def write_ssl_baseline_source(ctx: StageContext) -> dict:
+    """Ledger row 21 (``train_cfg.ssl_baseline_source``): B(S), the SSL stages' second copy of the source, in
+    ``<work_dir>/ssl_baseline_source`` (:func:`baseline_copy`, its record ``record.json`` there). Written by the
+    first SSL stage of the run; a later one (or a resumed one) finds the record of the same settings and the same
+    target images, skips the fit and completes any image still missing."""
+    out_dir = ssl_baseline_folder(ctx.work_dir)
+    record_path = osp.join(out_dir, 'record.json')
+    return baseline_copy(ctx, ctx.plan.ssl_baseline_source, record_path, out_dir)
+
+
+def baseline_copy(ctx: StageContext, settings: dict, record_path: str, out_dir: str) -> dict:
+    """A translation baseline (``settings``, e.g. ``dict(type='Reinhard')``) fitted on M's target images (main
+    process; recorded atomically in ``record_path``, kept where it was fitted with the same settings on the same
+    target folder), then
+    every source image through it into ``out_dir`` (split over the processes; atomic files, so an interrupted copy
+    resumes). Returns the counts of :func:`~bdl_mm.apis.translate_dataset`."""
     from ...apis import translate_dataset
     from ...models.translators.translation_baseline import baseline_from_record
     folders = ctx.configs.m_image_folders()
-    record_path = osp.join(ctx.stage_dir(stage), 'prealign.json')
-    out_dir = prealigned_folder(ctx.stage_dir(stage), folders['source'])['data_root']
     if is_main_process():
-        record = fitted_record(ctx.configs.prealign(stage), folders)
-        os.makedirs(ctx.stage_dir(stage), exist_ok=True)
-        atomic_write_json(record_path, record)
+        record = None
+        if osp.exists(record_path):
+            with open(record_path) as f:
+                record = json.load(f)
+            if record.get('requested') != dict(settings) or record.get('target_folder') != dict(folders['target']):
+                record = None  # another baseline or another target: fitted again
+        if record is None:
+            os.makedirs(osp.dirname(record_path), exist_ok=True)
+            atomic_write_json(record_path, dict(fitted_record(settings, folders), requested=dict(settings)))
     barrier()
     with open(record_path) as f:
         baseline = baseline_from_record(json.load(f))
@@ -91,7 +116,7 @@ def prealign_source(ctx: StageContext, stage: Stage) -> dict:
                                img_suffix=source['img_suffix'], shard_id=rank, num_shards=world_size,
                                progress=is_main_process() and ctx.verbose_console)
     barrier()
-    return dict(prealign=record_path, source_dir=osp.abspath(out_dir), prealign_counts=counts)
+    return counts
 
 
 def run_translate(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
