@@ -135,6 +135,7 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     assert plain(recipe.robust_train_cfg) == dict(
         m_init='previous', ssl_from_previous_round=True,  # M_0(k >= 2) with pseudo labels (R4)
         ssl_lr_factor=0.2,  # the SSL stages at a fifth of M's learning rate (R5)
+        ssl_baseline_source=dict(type='Reinhard'),  # the SSL stages on S' and Reinhard(S) (R6)
         stages=dict(translation=dict(cfg_options=dict(model=dict(structure_loss=structure)))))
     assert plain(recipe.robust_model) == dict(class_mix=True)
     assert plain(robust.train_cfg.stages.translation.cfg_options.model.structure_loss) == structure
@@ -143,7 +144,7 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     assert robust.train_cfg.ssl_lr_factor == 0.2 and release.train_cfg.get('ssl_lr_factor', 1.0) == 1.0  # R5
     for cfg in (release, robust):  # everything else is the flagship's
         cfg.train_cfg.pop('m_init'), cfg.model.pop('class_mix', None), cfg.train_cfg.pop('ssl_from_previous_round', 0)
-        cfg.train_cfg.pop('ssl_lr_factor', None)
+        cfg.train_cfg.pop('ssl_lr_factor', None), cfg.train_cfg.pop('ssl_baseline_source', None)
         f_opts = cfg.train_cfg.stages.translation.cfg_options
         f_opts.get('model', {}).pop('structure_loss', None)
         if f_opts.get('model') == {}:  # the real flagships' F options have no model key
@@ -157,6 +158,7 @@ def test_robust_recipe_is_a_separate_config_on_top_of_its_flagship(flagship):
     assert plan.get('k1/m0').start_from == 'm0' and plan.get('k1/m1').start_from == 'k1/m0'
     assert plan.get('k2/m0').start_from == 'k1/m2' and plan.get('k2/m2').start_from == 'k2/m1'
     assert plan.get('k2/m0').kind == 'ssl_adaptation' and 'k2/ssl0' in plan.names  # R4: M_0(2) with pseudo labels
+    assert plan.ssl_baseline_source == dict(type='Reinhard') and not release.train_cfg.get('ssl_baseline_source')
     # R5 on the flagship's own M learning rate: 5e-3 -> 1e-3 (toy), 2.5e-4 -> 5e-5 (real pairs)
     configs = StageConfigBuilder(robust, plan, '/w/run')
     m_lr = release.optim_wrapper.segmentor.optimizer.lr
