@@ -147,9 +147,7 @@ class Plan:
     def translation_settings(self, track: str = '') -> Optional[ConfigDict]:
         """The translation settings of a track: ``stages.translation`` for the run itself, the track's
         ``translation`` for a reference track (None: that track does not translate)."""
-        if not track:
-            return self.stage_settings[TRANSLATION]
-        return self.references['tracks'][track].translation
+        return self.references['tracks'][track].translation if track else self.stage_settings[TRANSLATION]
 
     def translates(self, track: str = '') -> bool:
         """Whether the track's M stages train on a translated source S'(k)."""
@@ -160,8 +158,9 @@ class Plan:
         ``cfg_options``, F's, left out), None if the track trains F or does not translate. The type is checked
         where the baseline is built (:class:`~bdl_mm.engine.stage_configs.StageConfigBuilder`)."""
         settings = self.translation_settings(track) or ConfigDict()
-        return None if settings.get('type') is None else {
-            k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
+        if settings.get('type') is None:
+            return None
+        return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
     @property
     def run_name(self) -> str:
@@ -186,8 +185,9 @@ def parse_references(references: Optional[dict], K: int = 2, N: int = 2, use_ssl
         if not isinstance(track, dict) or 'translation' not in track:
             raise ValueError(f'{key} must be a dict with a translation (a baseline such as dict(type=\'FDA\'), '
                              f'F\'s settings, or None), got {track!r}')
-        for unknown in sorted(set(track) - set(REFERENCE_KEYS))[:1]:
-            raise ValueError(f'{key}.{unknown}: unknown key; known: {", ".join(REFERENCE_KEYS)}')
+        unknown = sorted(set(track) - set(REFERENCE_KEYS))
+        if unknown:
+            raise ValueError(f'{key}.{unknown[0]}: unknown key; known: {", ".join(REFERENCE_KEYS)}')
         translation = track['translation']
         if translation is not None and not isinstance(translation, dict):
             raise ValueError(f'{key}.translation must be a dict or None, got {translation!r}')
@@ -195,8 +195,9 @@ def parse_references(references: Optional[dict], K: int = 2, N: int = 2, use_ssl
         settings = ConfigDict(translation=None if translation is None else ConfigDict(translation),
                               K=track.get('K', default_k), N=track.get('N', N),
                               use_ssl=bool(track.get('use_ssl', use_ssl)))
-        for k in [k for k in ('K', 'N') if not isinstance(settings[k], int) or settings[k] < 1]:
-            raise ValueError(f'{key}.{k} must be an integer >= 1, got {settings[k]!r}')
+        for k in ('K', 'N'):
+            if not isinstance(settings[k], int) or settings[k] < 1:
+                raise ValueError(f'{key}.{k} must be an integer >= 1, got {settings[k]!r}')
         tracks[name] = settings
     return dict(oracle=None if oracle is None else ConfigDict(oracle), tracks=tracks)
 
@@ -220,11 +221,10 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 
 
 def build_plan(train_cfg: dict) -> Plan:
-    """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``,
-    ``use_translation``, ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``,
-    ``ssl_untranslated_source``, ``ssl_baseline_source`` (checked by the loop), ``source_only_checkpoint``,
-    ``references``; other keys are ignored; defaults as :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s).
-    Raises ValueError (one line naming the key) on a bad setting.
+    """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``, ``use_translation``,
+    ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``, ``ssl_untranslated_source``,
+    ``ssl_baseline_source`` (checked by the loop), ``source_only_checkpoint``, ``references``; other keys are ignored;
+    defaults as :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError naming the key on a bad setting.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
 

@@ -91,9 +91,8 @@ def write_ssl_baseline_source(ctx: StageContext) -> dict:
 def baseline_copy(ctx: StageContext, settings: dict, record_path: str, out_dir: str) -> dict:
     """A translation baseline (``settings``, e.g. ``dict(type='Reinhard')``) fitted on M's target images (main
     process; recorded atomically in ``record_path``, kept where it was fitted with the same settings on the same
-    target folder), then
-    every source image through it into ``out_dir`` (split over the processes; atomic files, so an interrupted copy
-    resumes). Returns the counts of :func:`~bdl_mm.apis.translate_dataset`."""
+    target folder), then every source image through it into ``out_dir`` (split over the processes; atomic files, so
+    an interrupted copy resumes). Returns the counts of :func:`~bdl_mm.apis.translate_dataset`."""
     from ...apis import translate_dataset
     from ...models.translators.translation_baseline import baseline_from_record
     folders = ctx.configs.m_image_folders()
