@@ -20,14 +20,21 @@ def prealign_settings(settings: Optional[dict], key: str) -> Optional[dict]:
     pre = (settings or {}).get('prealign')
     if pre is None:
         return None
-    from ..models.translators.translation_baseline import baseline_class, baseline_types
-    if not isinstance(pre, dict) or baseline_class(pre.get('type')) is None:
-        raise ValueError(f'{key}: expected dict(type=..., <settings>) with a translation baseline type '
-                         f'({", ".join(baseline_types())}), got {pre!r}')
+    pre = checked_baseline_settings(pre, key, 'dict(type=..., <settings>)')
     if settings.get('type') is not None:
         raise ValueError(f'{key}: F is not trained here (the translation is the baseline {settings["type"]!r}); '
                          'prealign goes with F only')
-    return copy.deepcopy(pre.to_dict() if isinstance(pre, ConfigDict) else dict(pre))
+    return pre
+
+
+def checked_baseline_settings(value, key: str, expected: str) -> dict:
+    """A translation baseline's settings (rows 20, 21) as a plain dict copy; a value that is not a dict with a
+    registered baseline type raises ValueError naming ``key`` and what was ``expected``."""
+    from ..models.translators.translation_baseline import baseline_class, baseline_types
+    if not isinstance(value, dict) or baseline_class(value.get('type')) is None:
+        raise ValueError(f'{key}: expected {expected} with a translation baseline type '
+                         f'({", ".join(baseline_types())}), got {value!r}')
+    return copy.deepcopy(value.to_dict() if isinstance(value, ConfigDict) else dict(value))
 
 
 def prealigned_folder(stage_dir: str, source: dict) -> dict:
@@ -49,14 +56,11 @@ def ssl_baseline_settings(value, untranslated: bool) -> Optional[dict]:
     key. ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other second copy: not both."""
     if value is None:
         return None
-    from ..models.translators.translation_baseline import baseline_class, baseline_types
-    if not isinstance(value, dict) or baseline_class(value.get('type')) is None:
-        raise ValueError(f'train_cfg.ssl_baseline_source: expected None or dict(type=..., <settings>) with a '
-                         f'translation baseline type ({", ".join(baseline_types())}), got {value!r}')
+    value = checked_baseline_settings(value, 'train_cfg.ssl_baseline_source', 'None or dict(type=..., <settings>)')
     if untranslated:
         raise ValueError('train_cfg.ssl_baseline_source and train_cfg.ssl_untranslated_source each set the SSL '
                          "stages' second copy of the source: set one")
-    return copy.deepcopy(value.to_dict() if isinstance(value, ConfigDict) else dict(value))
+    return value
 
 
 def ssl_baseline_folder(work_dir: str) -> str:
