@@ -155,10 +155,26 @@ def check_same_config(args, data_root: str, run_dir: str, seed: int):
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(parser.parse_args(['--cfg-options', *run_options(args, data_root, seed)]).cfg_options)
     recorded = {k: v for k, v in record.get('config', {}).items() if not k.startswith('translation.')}
-    changes = changed_keys(recorded, outer_fingerprint(cfg))
+    changes = changed_keys(_comparable(recorded), _comparable(outer_fingerprint(cfg)))
     if changes:
         raise SystemExit(f'error: {run_dir} holds a finished run of another config than {args.config} with seed '
                          f'{seed} ({len(changes)} key(s), e.g. {changes[0]}); use another --work-dir')
+
+
+def _comparable(fingerprint: dict) -> dict:
+    """The fingerprint as a finished run is compared: every ``data_root`` resolved (symbolic links followed: a run
+    whose data folder is a link to the one this study reads ran on the same data; another copy of the data is still
+    another folder), and keys set to None left out (a switch added after a run was recorded is off at None, the
+    project's rule for a new switch: ``--cfg-options train_cfg.NEW_SWITCH=None`` reads the older runs)."""
+    out = {}
+    for key, value in fingerprint.items():
+        if value == 'null':
+            continue
+        if key.endswith('.data_root') and isinstance(json.loads(value), str):
+            path = json.loads(value)
+            value = json.dumps(osp.realpath(path) + ('/' if path.endswith('/') else ''))
+        out[key] = value
+    return out
 
 
 def run_finished(run_dir: str) -> bool:

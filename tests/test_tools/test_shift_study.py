@@ -185,6 +185,23 @@ def test_a_finished_run_of_another_config_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r'randomness\.seed \(0 -> 1\)'):  # the same run read as seed 1
         (run_dir.parent / 'seed1').symlink_to(run_dir)
         study.main(['--config', toy_cfg, *report[:3], '1', *report[4:]])
+    # another study's report over this run: its data folder a link to this study's data, read; a copy, refused
+    (work / 'data' / 'toy').mkdir(parents=True)
+    other = tmp_path / 'other'
+    (other / 'toy').mkdir(parents=True)
+    (other / 'toy' / 'seed0').symlink_to(run_dir)
+    (other / 'data').mkdir()
+    (other / 'data' / 'toy').symlink_to(work / 'data' / 'toy')
+    study.main(['--config', toy_cfg, *report[:3], '0', '--work-dir', str(other), *report[6:]])
+    assert json.load(open(other / 'results.json'))['families']['toy']['columns']['BDL']['mean'] == 42
+    # a run recorded before a switch existed (not in its record) is read with the switch at None, its off value
+    study.main(['--config', toy_cfg, *report, '--cfg-options', 'train_cfg.ssl_baseline_source=None'])
+    with pytest.raises(SystemExit, match=r'e\.g\. train_cfg\.ssl_baseline_source\.type \(- -> "Reinhard"\)'):
+        study.main(['--config', toy_cfg, *report, '--cfg-options', 'train_cfg.ssl_baseline_source.type=Reinhard'])
+    (other / 'data' / 'toy').unlink()
+    (other / 'data' / 'toy').mkdir()
+    with pytest.raises(SystemExit, match=r'3 key\(s\), e\.g\. train_dataloader\.dataset\.source\.data_root'):
+        study.main(['--config', toy_cfg, *report[:3], '0', '--work-dir', str(other), *report[6:]])
 
 
 def test_stage_table_and_ssl_round_changes_by_hand(tmp_path):
