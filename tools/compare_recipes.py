@@ -12,7 +12,8 @@ stage at or above the colour transfer's track (where the studies ran the referen
 A name given twice merges its studies' families (a recipe studied in two work dirs).
 
 It writes ``OUT/recipes.md`` and ``OUT/recipes.png`` (per family, each recipe's stages; the picture shows which
-later stages gain or lose at a glance). Only families every study ran are compared. It trains nothing.
+later stages gain or lose at a glance). Every family any recipe ran is shown, each with the recipes that ran it
+(a family one recipe lacks has that recipe's row and line left out). It trains nothing.
 """
 import argparse
 import io
@@ -70,13 +71,15 @@ def recipe_checks(row: dict) -> dict:
 
 
 def compare(studies: dict) -> dict:
-    """``{recipe: [results.json paths]}`` -> ``dict(families, labels, rows)``: the families every study ran, the
-    stage labels in plan order, and per family and recipe the stages, changes and checks."""
+    """``{recipe: [results.json paths]}`` -> ``dict(families, labels, rows)``: the families any study ran (in the
+    order they first appear), the stage labels in plan order, and per family the stages, changes and checks of each
+    recipe that ran it."""
     tables = {name: load(path) for name, path in studies.items()}
-    families = [f for f in next(iter(tables.values())) if all(f in t for t in tables.values())]
-    labels = list(dict.fromkeys(label for t in tables.values() for f in families for label in t[f].get('stages') or {}))
+    families = list(dict.fromkeys(f for t in tables.values() for f in t))
+    labels = list(dict.fromkeys(label for t in tables.values() for f in families for label in
+                                (t.get(f) or {}).get('stages') or {}))
     rows = {f: {name: dict(stages=t[f].get('stages') or {}, changes=t[f].get('changes') or {}, seeds=t[f]['seeds'],
-                           checks=recipe_checks(t[f])) for name, t in tables.items()} for f in families}
+                           checks=recipe_checks(t[f])) for name, t in tables.items() if f in t} for f in families}
     return dict(families=families, labels=labels, rows=rows)
 
 
@@ -107,28 +110,35 @@ def format_markdown(result: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plot(result: dict, out_path: str):
+def plot(result: dict, out_path: str) -> dict:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     from bdl_mm.utils.atomic_io import atomic_write_bytes
     families, labels = result['families'], result['labels']
+    # one colour per recipe in every panel (a family some recipe lacks must not shift the others' colours)
+    names = list(dict.fromkeys(name for family in families for name in result['rows'][family]))
+    colours = {name: f'C{i % 10}' for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(families), figsize=(3.2 * len(families) + 0.5, 3.4), squeeze=False)
     for ax, family in zip(axes[0], families):
         for name, row in result['rows'][family].items():
             ys = [(row['stages'].get(label) or {}).get('mean') for label in labels]
-            ax.plot(range(len(labels)), [float('nan') if y is None else y for y in ys], 'o-', ms=3, label=name)
+            ax.plot(range(len(labels)), [float('nan') if y is None else y for y in ys], 'o-', ms=3, label=name,
+                    color=colours[name])
         ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
         ax.set_title(family, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel('target val mIoU (%), mean over seeds')
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(handles=[matplotlib.lines.Line2D([], [], color=colours[n], marker='o', ms=3, label=n)
+                               for n in names], fontsize=7)
+    drawn = {family: {line.get_label(): line.get_color() for line in ax.lines} for ax, family in zip(axes[0], families)}
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=100)
     plt.close(fig)
     atomic_write_bytes(out_path, buf.getvalue())
+    return drawn  # per family, the colour of each recipe's line
 
 
 def main(argv=None):
@@ -136,7 +146,7 @@ def main(argv=None):
     args = parse_args(argv)
     result = compare(args.studies)
     if not result['families']:
-        raise SystemExit('compare_recipes: the studies have no family in common')
+        raise SystemExit('compare_recipes: the studies have no finished family')
     md = ('Recipes side by side: ' + ', '.join(f'{name} ({", ".join(osp.dirname(p) for p in paths)})'
                                                for name, paths in args.studies.items())
           + '. Mean ± sd over the seeds; in brackets each stage\'s change from the stage before it, paired seed by '

@@ -33,13 +33,23 @@ def test_recipes_side_by_side_with_their_checks(tmp_path, capsys):
     assert compare.main([f'release={tmp_path / "release"}', f'robust={tmp_path / "robust_a"}',
                          f'robust={tmp_path / "robust_b"}', '--out', str(out)]) == 0
     md = (out / 'recipes.md').read_text()
-    # only the family both recipes ran; the robust recipe's two studies are merged
-    assert '| fog | release |' in md and '| fog | robust |' in md and '| swap |' not in md and '| colour |' not in md
+    # every family, each with the recipes that ran it; the robust recipe's two studies are merged
+    assert '| fog | release |' in md and '| fog | robust |' in md
+    assert '| swap | release |' in md and '| swap | robust |' not in md
+    assert '| colour | robust |' in md and '| colour | release |' not in md
+    assert md.index('| fog |') < md.index('| swap |') < md.index('| colour |')
     assert '| fog | release | 21.0 ± 1.4 | 41.0 ± 1.4 (+20.0) | 40.2 ± 1.8 (-0.8) | 38.2 ± 1.8 (-2.0) | 0,1 | -2.0 | ' \
            'NO | NO | NO |' in md  # best 41.0 vs final 38.2; colour transfer 40 > 38.2
     assert '| fog | robust | 21.0 ± 1.4 | 41.0 ± 1.4 (+20.0) | 42.5 ± 0.7 (+1.5) | 43.5 ± 0.7 (+1.0) | 0,1 | +1.0 | ' \
            'yes | yes | yes |' in md
     assert (out / 'recipes.png').read_bytes()[:4] == b'\x89PNG'
+    # each recipe keeps its colour in every panel, also where the other recipe's line is missing
+    drawn = compare.plot(compare.compare(compare.parse_args([f'release={tmp_path / "release"}',
+                                                             f'robust={tmp_path / "robust_a"}',
+                                                             f'robust={tmp_path / "robust_b"}']).studies),
+                         str(out / 'again.png'))
+    assert drawn['fog'] == {'release': 'C0', 'robust': 'C1'}
+    assert drawn['swap'] == {'release': 'C0'} and drawn['colour'] == {'robust': 'C1'}
 
 
 def test_bad_arguments_fail_in_one_line(tmp_path):
