@@ -170,8 +170,8 @@ def _comparable(fingerprint: dict) -> dict:
     for key, value in fingerprint.items():
         if value == 'null':
             continue
-        if key.endswith('.data_root') and isinstance(json.loads(value), str):
-            path = json.loads(value)
+        path = json.loads(value) if key.endswith('.data_root') else None
+        if isinstance(path, str):
             value = json.dumps(osp.realpath(path) + ('/' if path.endswith('/') else ''))
         out[key] = value
     return out
