@@ -18,6 +18,7 @@ later stages gain or lose at a glance). Every family any recipe ran is shown, ea
 import argparse
 import io
 import json
+import math
 import os.path as osp
 import sys
 
@@ -110,6 +111,12 @@ def format_markdown(result: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def grid(n: int) -> tuple:
+    """Rows and columns of the panels: one row up to three families, then a near-square grid (nine: 3 x 3)."""
+    cols = n if n <= 3 else math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
 def plot(result: dict, out_path: str) -> dict:
     import matplotlib
     matplotlib.use('Agg')
@@ -120,8 +127,12 @@ def plot(result: dict, out_path: str) -> dict:
     # one colour per recipe in every panel (a family some recipe lacks must not shift the others' colours)
     names = list(dict.fromkeys(name for family in families for name in result['rows'][family]))
     colours = {name: f'C{i % 10}' for i, name in enumerate(names)}
-    fig, axes = plt.subplots(1, len(families), figsize=(3.2 * len(families) + 0.5, 3.4), squeeze=False)
-    for ax, family in zip(axes[0], families):
+    rows, cols = grid(len(families))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.5, 3.4 * rows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(families):]:
+        ax.set_visible(False)
+    for ax, family in zip(axes, families):
         for name, row in result['rows'][family].items():
             ys = [(row['stages'].get(label) or {}).get('mean') for label in labels]
             ax.plot(range(len(labels)), [float('nan') if y is None else y for y in ys], 'o-', ms=3, label=name,
@@ -129,10 +140,11 @@ def plot(result: dict, out_path: str) -> dict:
         ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
         ax.set_title(family, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel('target val mIoU (%), mean over seeds')
-    axes[0][0].legend(handles=[matplotlib.lines.Line2D([], [], color=colours[n], marker='o', ms=3, label=n)
+    for ax in axes[::cols]:
+        ax.set_ylabel('target val mIoU (%),\nmean over seeds', fontsize=8)
+    axes[0].legend(handles=[matplotlib.lines.Line2D([], [], color=colours[n], marker='o', ms=3, label=n)
                                for n in names], fontsize=7)
-    drawn = {family: {line.get_label(): line.get_color() for line in ax.lines} for ax, family in zip(axes[0], families)}
+    drawn = {family: {line.get_label(): line.get_color() for line in ax.lines} for ax, family in zip(axes, families)}
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=100)

@@ -57,3 +57,16 @@ def test_bad_arguments_fail_in_one_line(tmp_path):
         compare.parse_args(['release'])
     with pytest.raises(SystemExit):
         compare.parse_args([f'release={tmp_path}'])  # no results.json there
+
+
+def test_many_families_are_drawn_in_a_grid(tmp_path):
+    assert [compare.grid(n) for n in (1, 3, 4, 5, 9, 10)] == [(1, 1), (1, 3), (2, 2), (2, 3), (3, 3), (3, 4)]
+    families = [f'family{i}' for i in range(9)]
+    result = {'families': families, 'labels': LABELS,
+              'rows': {f: {'robust': {'stages': {label: {'mean': 40.0 + i} for i, label in enumerate(LABELS)}}}
+                       for f in families}}
+    drawn = compare.plot(result, str(tmp_path / 'grid.png'))
+    assert list(drawn) == families and all(d == {'robust': 'C0'} for d in drawn.values())
+    header = (tmp_path / 'grid.png').read_bytes()[:24]  # PNG: the IHDR chunk holds width, then height
+    width, height = int.from_bytes(header[16:20], 'big'), int.from_bytes(header[20:24], 'big')
+    assert 0.9 < width / height < 1.2, (width, height)  # 3 x 3 panels, not one row 30 panels wide
