@@ -17,8 +17,10 @@
    needs over 22 GiB at 452x452 with the perceptual loss, more than a 24 GiB machine holds beside the rest), and
    the generated val images.
 4. Checks the run: every stage done, ``final_model.pth`` readable, S' and pseudo labels at the sizes the config
-   asks for. Reports the wall time, the peak resident memory of the training process (``ru_maxrss``), and the disk
-   each stage wrote: per S' image, per pseudo label, per checkpoint. ``rehearsal.json`` in the work dir keeps it all.
+   asks for (and reports the size of B(S), the SSL stages' colour-transferred copy of S, where ledger row 21 writes
+   it). Reports the wall time, the peak resident memory of the training process (``ru_maxrss``), and the disk each
+   stage wrote: per S' image, per pseudo label, per checkpoint, per B(S) image. ``rehearsal.json`` in the work dir
+   keeps it all.
 
 Not a test (minutes to an hour per config on the CPU). Exit status 0 when the rehearsal passes.
 """
@@ -245,6 +247,9 @@ def check_run(work_dir):
         folder = osp.join(work_dir, name)
         if name.endswith('translate') or 'ssl' in name:
             found[name] = image_sizes(folder)
+    copy = osp.join(work_dir, 'ssl_baseline_source')  # ledger row 21 (the robust recipe's R6): B(S), once per run
+    if osp.isdir(copy):
+        found['ssl_baseline_source'] = image_sizes(copy)
     return stages, found
 
 
@@ -288,6 +293,10 @@ def main(argv=None):
     for stage, s in stages.items():
         extra = f'  outputs {sizes[stage]}' if stage in sizes else ''
         print(f'  {stage:16s} {s:8.1f} s{extra}')
+    for copy in sorted(set(sizes) - set(stages)):  # a run's folders outside the stages (B(S) of row 21)
+        files = report['disk'].get(copy, {}).get('image', {})
+        per = files.get('bytes', 0) / max(files.get('files', 0), 1) / 2**20
+        print(f'  {copy:16s} outputs {sizes[copy]}, {files.get("files", 0)} images, {per:.2f} MiB each')
 
 
 if __name__ == '__main__':
