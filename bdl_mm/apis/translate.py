@@ -4,7 +4,7 @@ baseline (FDA, colour transfer: :mod:`bdl_mm.models.translators.translation_base
 import copy
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import mmcv
@@ -205,6 +205,7 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
                       mean: Optional[Sequence[float]] = None,
                       std: Optional[Sequence[float]] = None,
                       channel_order: Optional[str] = None,
+                      resize_output: Optional[Tuple[int, int]] = None,
                       progress: bool = True) -> Dict[str, object]:
     """Translate every image of a source set with F's generator into ``out_dir``, keeping names.
 
@@ -218,6 +219,11 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
       saved at that size (GTA5: 1024x562); M's pipeline resizes it like any source image, the labels keep theirs;
     - ``scale`` (e.g. 1024): translated at that long edge (torch bicubic) and resized back to the input's size;
     - neither (default): translated at the original resolution.
+
+    ``resize_output`` (W, H): each translated image is resized to that size before it is written, by the call M's
+    pipelines make (``mmcv.imresize``, PIL bicubic): ``Resize(scale=(W, H), keep_ratio=False, backend='pillow',
+    interpolation='bicubic')`` then loads it unchanged (ledger row 21's B(S), :func:`~bdl_mm.engine.prealign.
+    ssl_baseline_size`).
 
     The job is resumable and shardable: an existing output is a finished file (writes are atomic: a hidden
     ``.<name>.<pid>.part`` in the same folder, then ``os.replace``) and is skipped unless ``overwrite``; shard
@@ -296,6 +302,8 @@ def translate_dataset(model: Union[nn.Module, TranslationBaseline],
 
     def run(batch: List[tuple]) -> None:
         for (i, _), img in zip(batch, convert(batch)):
+            if resize_output is not None and img.shape[1::-1] != tuple(resize_output):
+                img = mmcv.imresize(img, tuple(resize_output), interpolation='bicubic', backend='pillow')
             ok, buf = cv2.imencode(osp.splitext(outs[i])[1] or '.png', img)
             if not ok:
                 raise RuntimeError(f'translate: cannot encode {outs[i]}')

@@ -10,8 +10,8 @@ from the run's own models and data:
   float32 crops per domain), plus ``final_model.pth``;
 - a translate stage writes one S' PNG per source image; a pseudo-label stage one label PNG per target image, and
   while it runs a cache of the label and its 16-bit confidence per pixel; ``train_cfg.ssl_baseline_source`` (row 21)
-  one more copy of S per run. Images are bounded by their raw size (PNG of a photograph compresses, a generated
-  scene far more): the estimate is an upper bound.
+  one more copy of S per run, at M's source scale. Images are bounded by their raw size (PNG of a photograph
+  compresses, a generated scene far more): the estimate is an upper bound.
 """
 import copy
 import os
@@ -21,7 +21,7 @@ from typing import Dict, Optional
 
 from ..structures.plan import PSEUDO_LABEL, TRANSLATE, TRANSLATION
 from ..structures.stage_kinds import M_KINDS
-from .prealign import ssl_baseline_folder
+from .prealign import ssl_baseline_folder, ssl_baseline_size
 from .runner import CONSOLE
 
 GIB = 2**30
@@ -96,7 +96,7 @@ def estimate_plan_bytes(plan, configs, outer_model, units: Dict[str, Optional[in
     m_weights = param_bytes(outer_model)
     seg_weights = param_bytes(getattr(outer_model, 'segmentor', outer_model))
     f = None
-    # row 21: B(S), once per run at the source's size (with the first translate stage to run) unless it was begun
+    # row 21: B(S), once per run (with the first translate stage to run) unless it was begun
     ssl_copy = bool(plan.ssl_baseline_source) and not osp.exists(osp.join(ssl_baseline_folder(configs.work_dir),
                                                                           'record.json'))
     for stage in plan:
@@ -117,8 +117,9 @@ def estimate_plan_bytes(plan, configs, outer_model, units: Dict[str, Optional[in
             w, h = size
             if configs.prealign(stage) is not None:  # row 20: the translation stage's prealigned copy of S
                 out['translate'] += units[stage.name] * w * h * 3
-            if ssl_copy:
-                out['translate'], ssl_copy = out['translate'] + units[stage.name] * w * h * 3, False
+            if ssl_copy:  # at the scale M's source pipeline resizes to, where it has one (ssl_baseline_size)
+                bw, bh = ssl_baseline_size(source) or (w, h)
+                out['translate'], ssl_copy = out['translate'] + units[stage.name] * bw * bh * 3, False
             f = f if configs.translation_baseline(stage) is not None else (f or f_bytes(configs, stage))
             if configs.translation_baseline(stage) is None and f.get('width'):
                 w, h = f['width'], round(h * f['width'] / w)

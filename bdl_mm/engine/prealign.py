@@ -68,6 +68,24 @@ def ssl_baseline_folder(work_dir: str) -> str:
     return osp.join(work_dir, 'ssl_baseline_source')
 
 
+def ssl_baseline_size(source) -> Optional[tuple]:
+    """(W, H) at which row 21 writes B(S), or None (the source's own size).
+
+    M's source pipeline resizes every image it loads to one scale (``Resize(scale, keep_ratio=False,
+    backend='pillow', interpolation='bicubic')`` right after the loading transforms, as in every config). B(S) is
+    written at that scale, resized by the same call (``mmcv.imresize``) after the baseline: the pipeline then loads
+    it unchanged (PIL returns an image of the asked size as it is), so M sees the same pixels as from a copy at the
+    source's size, on less disk (GTA5: 1280x720 against 1914x1052). Any other pipeline: None."""
+    steps = [t for t in source.get('pipeline') or [] if not str(t.get('type', '')).split('.')[-1].startswith('Load')]
+    first = steps[0] if steps else {}
+    scale = first.get('scale')
+    if (str(first.get('type', '')).split('.')[-1] != 'Resize' or first.get('keep_ratio', False)
+            or first.get('backend') != 'pillow' or first.get('interpolation') != 'bicubic'
+            or first.get('scale_factor') is not None or not isinstance(scale, (tuple, list)) or len(scale) != 2):
+        return None
+    return int(scale[0]), int(scale[1])
+
+
 def second_source(plan, source, work_dir: str):
     """The second copy of the source in the plan's SSL stages (``UDADataset.untranslated_source``), None without one:
     S itself (row 17, ``plan.ssl_untranslated_source``), or the same set read from B(S)'s folder (row 21,

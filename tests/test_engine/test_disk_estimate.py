@@ -93,15 +93,15 @@ def test_prealigned_source_is_one_more_copy_of_s_per_translate_stage(toy):
 
 
 def test_ssl_baseline_source_is_one_more_copy_of_s_per_run(toy, tmp_path):
-    """Ledger row 21 (``train_cfg.ssl_baseline_source``): B(S) at the source's size (320x144), once per run, until
-    its record is written."""
+    """Ledger row 21 (``train_cfg.ssl_baseline_source``): B(S) at M's source scale (256x144; the source images are
+    320x144), once per run, until its record is written."""
     configs, model = toy
     cfg = copy.deepcopy(configs.cfg)
     cfg.train_cfg.ssl_baseline_source = dict(type='Reinhard')
     r21 = StageConfigBuilder(cfg, build_plan(cfg.train_cfg), str(tmp_path))
     units = {'k1/translate': 10, 'k2/translate': 10}
     est = estimate_plan_bytes(r21.plan, r21, model, units)
-    assert est['translate'] == 20 * 256 * round(144 * 256 / 320) * 3 + 10 * 320 * 144 * 3
+    assert est['translate'] == 20 * 256 * round(144 * 256 / 320) * 3 + 10 * 256 * 144 * 3
     os.makedirs(tmp_path / 'ssl_baseline_source')
     (tmp_path / 'ssl_baseline_source' / 'record.json').write_text('{}')
     assert estimate_plan_bytes(r21.plan, r21, model, units)['translate'] == 20 * 256 * round(144 * 256 / 320) * 3

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import cv2
+import mmcv
 import numpy as np
 import pytest
 from mmengine.config import Config
@@ -267,10 +268,15 @@ def test_ssl_baseline_source_trains_ssl_stages_on_s_prime_and_the_baseline_s_cop
     names = sorted(os.listdir(src_dir))
     assert sorted(n for n in os.listdir(folder) if n != 'record.json') == names
     targets = sorted(osp.join(d, n) for d, _, fs in os.walk(tgt_dir) for n in fs if n.endswith('.png'))
-    for name in names:
+    for name in names:  # written at M's source scale, 256x144 (the toy's S: 320x144)
         got = read_image(osp.join(folder, name)).astype(np.float64)
-        assert np.abs(got - np.round(reinhard_by_hand(osp.join(src_dir, name), targets))).max() <= 1
-        assert np.abs(got - read_image(osp.join(src_dir, name))).mean() > 5  # the colours did move
+        assert got.shape == (144, 256, 3)
+        want = np.round(reinhard_by_hand(osp.join(src_dir, name), targets)).clip(0, 255).astype(np.uint8)
+        want = mmcv.imresize(want, (256, 144), interpolation='bicubic', backend='pillow').astype(np.float64)
+        assert np.abs(got - want).max() <= 2  # the hand transfer is within 1 before the resize
+        source = mmcv.imresize(read_image(osp.join(src_dir, name)), (256, 144), interpolation='bicubic',
+                               backend='pillow')
+        assert np.abs(got - source).mean() > 5  # the colours did move
     with open(osp.join(folder, 'record.json')) as f:
         record = json.load(f)
     assert record['requested'] == dict(type='Reinhard') and record['num_target_images'] == len(targets)
@@ -339,3 +345,52 @@ def test_mean_teacher_runs_through_the_plan(toy, tmp_path):
     assert 'tgt.teacher_confident' in logged('k1/m1') and 'tgt.teacher_confident' not in logged('k1/m0')
     segmentor = torch.load(osp.join(tmp_path, 'work', 'k1/m1', 'segmentor.pth'), map_location='cpu')
     assert not any('teacher' in k for k in segmentor['state_dict'])
+
+
+RESIZE = dict(type='Resize', scale=(256, 144), keep_ratio=False, backend='pillow', interpolation='bicubic')
+
+
+@pytest.mark.parametrize('pipeline, size', [
+    ([dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), RESIZE, dict(type='PackSegInputs')], (256, 144)),
+    ([dict(type='LoadImageFromFile'), dict(RESIZE, type='mmseg.Resize')], (256, 144)),
+    ([dict(type='LoadImageFromFile'), dict(RESIZE, keep_ratio=True)], None),
+    ([dict(type='LoadImageFromFile'), dict(RESIZE, interpolation='bilinear')], None),
+    ([dict(type='LoadImageFromFile'), dict(RESIZE, backend='cv2')], None),
+    ([dict(type='LoadImageFromFile'), dict(type='RandomFlip', prob=0.5), RESIZE], None),  # not the first step
+    ([dict(type='LoadImageFromFile'), dict(type='PackSegInputs')], None),
+])
+def test_ssl_baseline_size_is_m_source_scale_only_behind_a_plain_resize(pipeline, size):
+    from bdl_mm.engine.prealign import ssl_baseline_size
+    assert ssl_baseline_size(dict(pipeline=pipeline)) == size
+
+
+def test_baseline_copy_at_m_scale_gives_m_the_same_pixels(tmp_path):
+    """Row 21's B(S) is written at M's source scale (``resize_output``): through M's source pipeline it loads to the
+    same pixels, bit for bit, as the copy at the source's size, in fewer bytes (random sizes, a fitted Reinhard)."""
+    from mmcv.transforms import Compose
+    from mmengine.registry import init_default_scope
+
+    from bdl_mm.apis import translate_dataset
+    from bdl_mm.models.translators.translation_baseline import build_baseline, read_image
+    rng = np.random.default_rng(0)
+    (tmp_path / 'src').mkdir()
+    (tmp_path / 'tgt').mkdir()
+    for i, (w, h) in enumerate([(321, 143), (320, 144), (300, 170), (257, 144)]):
+        smooth = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h),
+                            interpolation=cv2.INTER_CUBIC)  # an image with structure, not bare noise
+        cv2.imwrite(str(tmp_path / 'src' / f'{i}.png'), smooth)
+        cv2.imwrite(str(tmp_path / 'tgt' / f'{i}.png'), (smooth * 0.5 + 60).astype(np.uint8))
+    baseline = build_baseline(dict(type='Reinhard'))
+    baseline.fit(sorted(str(p) for p in (tmp_path / 'tgt').iterdir()))
+    full, small = tmp_path / 'full', tmp_path / 'small'
+    assert translate_dataset(baseline, str(tmp_path / 'src'), str(full), num_workers=0, progress=False)['written'] == 4
+    assert translate_dataset(baseline, str(tmp_path / 'src'), str(small), num_workers=0, progress=False,
+                             resize_output=(256, 144))['written'] == 4
+    init_default_scope('mmseg')
+    load = Compose([dict(type='LoadImageFromFile'), RESIZE])
+    for i in range(4):
+        a, b = (load(dict(img_path=str(d / f'{i}.png')))['img'] for d in (full, small))
+        assert a.shape == b.shape == (144, 256, 3)
+        assert np.array_equal(a, b), i
+        assert read_image(str(small / f'{i}.png')).shape == (144, 256, 3)
+    assert sum(p.stat().st_size for p in small.iterdir()) < sum(p.stat().st_size for p in full.iterdir())

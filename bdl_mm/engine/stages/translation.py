@@ -10,7 +10,7 @@ from mmengine.dist import barrier, get_dist_info, is_main_process
 from ...structures.plan import TRANSLATE, Stage
 from ...utils.atomic_io import atomic_write_json
 from ..checkpoint import save_model_checkpoint
-from ..prealign import prealigned_folder, ssl_baseline_folder
+from ..prealign import prealigned_folder, ssl_baseline_folder, ssl_baseline_size
 from ..stage_configs import image_folder
 from .common import release_workers, run_child
 from .context import StageContext
@@ -82,13 +82,15 @@ def write_ssl_baseline_source(ctx: StageContext) -> dict:
     """Ledger row 21 (``train_cfg.ssl_baseline_source``): B(S), the SSL stages' second copy of the source, in
     ``<work_dir>/ssl_baseline_source`` (:func:`baseline_copy`, its record ``record.json`` there). Written by the
     first SSL stage of the run; a later one (or a resumed one) finds the record of the same settings and the same
-    target images, skips the fit and completes any image still missing."""
+    target images, skips the fit and completes any image still missing. Written at the scale M's source pipeline
+    resizes to (:func:`~bdl_mm.engine.prealign.ssl_baseline_size`: the same pixels for M, less disk)."""
     out_dir = ssl_baseline_folder(ctx.work_dir)
     record_path = osp.join(out_dir, 'record.json')
-    return baseline_copy(ctx, ctx.plan.ssl_baseline_source, record_path, out_dir)
+    size = ssl_baseline_size(ctx.configs.cfg.train_dataloader.dataset.source)
+    return baseline_copy(ctx, ctx.plan.ssl_baseline_source, record_path, out_dir, resize_output=size)
 
 
-def baseline_copy(ctx: StageContext, settings: dict, record_path: str, out_dir: str) -> dict:
+def baseline_copy(ctx: StageContext, settings: dict, record_path: str, out_dir: str, resize_output=None) -> dict:
     """A translation baseline (``settings``, e.g. ``dict(type='Reinhard')``) fitted on M's target images (main
     process; recorded atomically in ``record_path``, kept where it was fitted with the same settings on the same
     target folder), then every source image through it into ``out_dir`` (split over the processes; atomic files, so
@@ -113,7 +115,7 @@ def baseline_copy(ctx: StageContext, settings: dict, record_path: str, out_dir: 
     rank, world_size = get_dist_info()
     counts = translate_dataset(baseline, osp.join(source['data_root'], source['img_dir']), out_dir,
                                img_suffix=source['img_suffix'], shard_id=rank, num_shards=world_size,
-                               progress=is_main_process() and ctx.verbose_console)
+                               resize_output=resize_output, progress=is_main_process() and ctx.verbose_console)
     barrier()
     return counts
 
