@@ -75,11 +75,11 @@ def test_check_run_reads_the_loops_state_file(tmp_path):
     times, sizes = rehearsal.check_run(str(tmp_path))
     assert times == {'m0': 3.2, 'k1/translate': 1.0, 'k1/ssl1': 2.0}
     assert sizes == {'k1/translate': [(16, 8)], 'k1/ssl1': [(8, 4)]}
-    (tmp_path / 'ssl_baseline_source').mkdir()  # ledger row 21: B(S) at the source's size, outside the stages
+    (tmp_path / 'ssl_baseline_source').mkdir()  # ledger row 21: B(S), written once per run outside the stages
     Image.new('RGB', (32, 16)).save(tmp_path / 'ssl_baseline_source' / '00001.png')
     assert rehearsal.check_run(str(tmp_path))[1]['ssl_baseline_source'] == [(32, 16)]
-    assert rehearsal.disk_report(str(tmp_path))['ssl_baseline_source']['image']['files'] == 1
     disk = rehearsal.disk_report(str(tmp_path))
+    assert disk['ssl_baseline_source']['image']['files'] == 1
     assert disk['k1/ssl1']['image']['files'] == 1 and disk['k1/ssl1']['cache']['files'] == 1
     assert disk['.']['checkpoint']['files'] == 1 and disk['k1/translate']['image']['files'] == 1
     stages['k1/ssl1']['status'] = 'running'
