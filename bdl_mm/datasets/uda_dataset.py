@@ -1,6 +1,7 @@
 """The dataset of the forward direction (Eq. 1, 3): one labelled source and one unlabelled target sample per item."""
 import copy
 import os.path as osp
+from fractions import Fraction
 from typing import Optional, Union
 
 import numpy as np
@@ -19,6 +20,18 @@ def pseudo_label_name(img_path: str, img_prefix: str) -> str:
     if rel.startswith('..'):
         rel = osp.basename(img_path)
     return osp.splitext(rel)[0] + '.png'
+
+
+def copy_counts(share: float, key: str = 'UDADataset: untranslated_share') -> tuple:
+    """How often :class:`UDADataset` lists the translated source and its second copy so that a shuffled sampler
+    draws the second copy with probability ``share``: ``(a, b)``, ``share = b / (a + b)`` with ``a + b <= 10``
+    (0.5 -> (1, 1), 1 -> (0, 1), 2/3 -> (1, 2)). Raises ValueError naming ``key`` outside (0, 1] or off that grid."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f'{key} must be a number in (0, 1], got {share!r}')
+    frac = Fraction(share).limit_denominator(10)
+    if abs(float(frac) - share) > 1e-9:
+        raise ValueError(f'{key} must be a fraction with a denominator of at most 10, got {share!r} (nearest {frac})')
+    return frac.denominator - frac.numerator, frac.numerator
 
 
 @DATASETS.register_module()
@@ -45,7 +58,10 @@ class UDADataset:
     labels from the original folder. With ``untranslated_source`` (the source before translation, not in the
     release: ``train_cfg.ssl_untranslated_source``) the set holds both copies: items ``0 .. n-1`` read the
     translated images, items ``n .. 2n-1`` the untranslated ones, with the same labels, so the shuffled sampler
-    draws each with probability 1/2 and an epoch sees every source sample twice.
+    draws each with probability 1/2 and an epoch sees every source sample twice. ``untranslated_share`` sets another
+    probability p of drawing the second copy (``train_cfg.ssl_second_source_share``): p = b / (a + b) in lowest
+    terms (denominator at most 10), the set lists the translated images a times, then the second copy b times;
+    p = 1 reads the second copy alone.
 
     Args:
         source (dict | Dataset): Source dataset (config), e.g. ``GTA5Dataset`` with a pipeline that loads labels.
@@ -54,6 +70,8 @@ class UDADataset:
         pseudo_label_dir (str, optional): Pseudo-label folder (see ``docs/design.md``). Defaults to None.
         untranslated_source (dict | Dataset, optional): The source before translation (same images' names, labels
             and length as ``source``): a second copy of the source, after the first. Defaults to None.
+        untranslated_share (float): The probability of drawing a source sample from ``untranslated_source``,
+            in (0, 1]. Defaults to 0.5 (each copy once).
         seed (int, optional): Seed of the target order. None draws one from NumPy's global generator, which the
             runner seeds (``randomness.seed``). Defaults to None.
         lazy_init (bool): Defer loading the data lists and checks to :meth:`full_init`. Defaults to False.
@@ -64,8 +82,10 @@ class UDADataset:
                  target: Union[dict, object],
                  pseudo_label_dir: Optional[str] = None,
                  untranslated_source: Union[dict, object, None] = None,
+                 untranslated_share: float = 0.5,
                  seed: Optional[int] = None,
                  lazy_init: bool = False) -> None:
+        self.copies = copy_counts(untranslated_share)
         self.source = DATASETS.build(source) if isinstance(source, dict) else source
         self.untranslated_source = (DATASETS.build(untranslated_source) if isinstance(untranslated_source, dict)
                                     else untranslated_source)
@@ -130,7 +150,7 @@ class UDADataset:
         self._pseudo_paths = paths
 
     def __len__(self) -> int:
-        return len(self.source) * (1 if self.untranslated_source is None else 2)
+        return len(self.source) * (1 if self.untranslated_source is None else sum(self.copies))
 
     def target_index(self) -> int:
         """Next index of this process's target stream (see the class docstring)."""
@@ -176,10 +196,10 @@ class UDADataset:
         if not self._fully_initialized:
             self.full_init()
         n = len(self.source)
-        if idx >= n and self.untranslated_source is not None:
+        if self.untranslated_source is not None and idx // n >= self.copies[0]:
             source = self._run_pipeline('untranslated source', self.untranslated_source,
-                                        self.untranslated_source.get_data_info(idx - n))
+                                        self.untranslated_source.get_data_info(idx % n))
         else:
-            source = self._run_pipeline('source', self.source, self.source.get_data_info(idx))
+            source = self._run_pipeline('source', self.source, self.source.get_data_info(idx % n))
         target = self._run_pipeline('target', self.target, self.get_target_info(self.target_index()))
         return dict(source=source, target=target)

@@ -51,16 +51,21 @@ def read_prealigned_source(f_cfg, folder: dict, key: str):
     dataset.source = folder
 
 
-def ssl_baseline_settings(value, untranslated: bool) -> Optional[dict]:
-    """``train_cfg.ssl_baseline_source`` (row 21) -> a plain dict, or None; a bad value raises ValueError naming the
-    key. ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other second copy: not both."""
-    if value is None:
-        return None
-    value = checked_baseline_settings(value, 'train_cfg.ssl_baseline_source', 'None or dict(type=..., <settings>)')
-    if untranslated:
-        raise ValueError('train_cfg.ssl_baseline_source and train_cfg.ssl_untranslated_source each set the SSL '
-                         "stages' second copy of the source: set one")
-    return value
+def ssl_second_copy(value, untranslated: bool, share) -> dict:
+    """``train_cfg.ssl_baseline_source`` (row 21) and ``train_cfg.ssl_second_source_share``, checked, as
+    ``build_plan`` settings: the baseline's settings as a plain dict, or None, and the share as a float. A bad value
+    raises ValueError naming the key. ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other
+    second copy: not both; the share needs one of them."""
+    from ..datasets.uda_dataset import copy_counts
+    copy_counts(share, 'train_cfg.ssl_second_source_share')
+    if share != 0.5 and not (value or untranslated):
+        raise ValueError('train_cfg.ssl_second_source_share needs ssl_baseline_source or ssl_untranslated_source')
+    if value is not None:
+        value = checked_baseline_settings(value, 'train_cfg.ssl_baseline_source', 'None or dict(type=..., <settings>)')
+        if untranslated:
+            raise ValueError('train_cfg.ssl_baseline_source and train_cfg.ssl_untranslated_source each set the SSL '
+                             "stages' second copy of the source: set one")
+    return dict(ssl_baseline_source=value, ssl_second_source_share=float(share))
 
 
 def ssl_baseline_folder(work_dir: str) -> str:
@@ -86,13 +91,15 @@ def ssl_baseline_size(source) -> Optional[tuple]:
     return int(scale[0]), int(scale[1])
 
 
-def second_source(plan, source, work_dir: str):
-    """The second copy of the source in the plan's SSL stages (``UDADataset.untranslated_source``), None without one:
-    S itself (row 17, ``plan.ssl_untranslated_source``), or the same set read from B(S)'s folder (row 21,
-    ``plan.ssl_baseline_source``; same names, the labels stay S's)."""
+def second_source(plan, source, work_dir: str) -> dict:
+    """The second copy of the source in the plan's SSL stages, as ``UDADataset`` arguments (none without one):
+    ``untranslated_source``, S itself (row 17, ``plan.ssl_untranslated_source``) or the same set read from B(S)'s
+    folder (row 21, ``plan.ssl_baseline_source``; same names, the labels stay S's), and ``untranslated_share``, how
+    often it is drawn, where ``plan.ssl_second_source_share`` is not the default 1/2."""
     if not (plan.ssl_untranslated_source or plan.ssl_baseline_source):
-        return None
+        return {}
     second = copy.deepcopy(source)
     if plan.ssl_baseline_source:
         second.data_prefix = dict(source.get('data_prefix', {}), img_path=ssl_baseline_folder(work_dir))
-    return second
+    share = plan.ssl_second_source_share
+    return dict(untranslated_source=second, **({} if share == 0.5 else dict(untranslated_share=share)))

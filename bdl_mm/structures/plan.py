@@ -88,9 +88,7 @@ class Stage:
     @property
     def label(self) -> Optional[str]:
         """The model a stage writes: an M's :attr:`model_label`, ``F(k)`` for a translation, else None."""
-        if self.kind in M_KINDS:
-            return self.model_label
-        return f'F({self.k})' if self.kind == TRANSLATION else None
+        return self.model_label if self.kind in M_KINDS else f'F({self.k})' if self.kind == TRANSLATION else None
 
     @property
     def inputs(self) -> Dict[str, str]:
@@ -116,6 +114,7 @@ class Plan:
     ssl_from_previous_round: bool = False
     ssl_untranslated_source: bool = False
     ssl_baseline_source: Optional[dict] = None
+    ssl_second_source_share: float = 0.5
     source_only_checkpoint: Optional[str] = None
     stage_settings: Dict[str, ConfigDict] = dataclasses.field(default_factory=dict)
     references: dict = dataclasses.field(default_factory=lambda: dict(oracle=None, tracks={}))
@@ -185,8 +184,7 @@ def parse_references(references: Optional[dict], K: int = 2, N: int = 2, use_ssl
         if not isinstance(track, dict) or 'translation' not in track:
             raise ValueError(f'{key} must be a dict with a translation (a baseline such as dict(type=\'FDA\'), '
                              f'F\'s settings, or None), got {track!r}')
-        unknown = sorted(set(track) - set(REFERENCE_KEYS))
-        if unknown:
+        if unknown := sorted(set(track) - set(REFERENCE_KEYS)):
             raise ValueError(f'{key}.{unknown[0]}: unknown key; known: {", ".join(REFERENCE_KEYS)}')
         translation = track['translation']
         if translation is not None and not isinstance(translation, dict):
@@ -204,8 +202,7 @@ def parse_references(references: Optional[dict], K: int = 2, N: int = 2, use_ssl
 
 def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imported_source_only: bool):
     """Every key of ``train_cfg.stages`` names a stage kind, and every kind the run trains has settings."""
-    unknown = sorted(set(stages) - set(STAGE_KINDS))
-    if unknown:
+    if unknown := sorted(set(stages) - set(STAGE_KINDS)):
         raise ValueError(f'train_cfg.stages.{unknown[0]}: unknown stage name; known: {", ".join(STAGE_KINDS)}')
     needed = {ADAPTATION}
     if not imported_source_only:
@@ -214,8 +211,7 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
         needed |= {TRANSLATION, TRANSLATE}
     if use_ssl:
         needed |= {PSEUDO_LABEL, SSL_ADAPTATION}
-    missing = sorted(needed - set(stages) - {TRANSLATE, PSEUDO_LABEL})
-    if missing:
+    if missing := sorted(needed - set(stages) - {TRANSLATE, PSEUDO_LABEL}):
         raise ValueError(f'train_cfg.stages.{missing[0]} is missing: this run needs settings for '
                          f'{", ".join(sorted(needed))}')
 
@@ -223,8 +219,8 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``, ``use_translation``,
     ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``, ``ssl_untranslated_source``,
-    ``ssl_baseline_source`` (checked by the loop), ``source_only_checkpoint``, ``references``; other keys are ignored;
-    defaults as :class:`~bdl_mm.engine.loops.BidirectionalLoop`'s). Raises ValueError naming the key on a bad setting.
+    ``ssl_baseline_source`` and ``ssl_second_source_share`` (checked by the loop), ``source_only_checkpoint``,
+    ``references``; other keys are ignored; defaults as the loop's). Raises ValueError naming a bad setting's key.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
 
@@ -233,7 +229,7 @@ def build_plan(train_cfg: dict) -> Plan:
     - an M stage of round k trains on S'(k) where the track translates; M_i(k) (i >= 1) on the pseudo labels of
       ``k{k}/ssl{i}``, made with M_(i-1)(k); with ``ssl_from_previous_round`` (and SSL), M_0(k), k >= 2, on those of
       ``k{k}/ssl0``, made with M(k-1); with ``ssl_untranslated_source`` an SSL stage trains on S'(k) and S, with
-      ``ssl_baseline_source`` on S'(k) and the baseline's copy of S;
+      ``ssl_baseline_source`` on S'(k) and B(S), drawing the copy with probability ``ssl_second_source_share``;
     - an adaptation M starts from ``m_init``: ``'initial'``: the initial weights; ``'source_only'``: M(0);
       ``'previous'``: M_0(k) from M(k-1), M_i(k) from M_(i-1)(k). M(0) starts from the initial weights; the oracle
       from M(0) with ``m_init='source_only'``, else from the initial weights.
@@ -256,6 +252,7 @@ def build_plan(train_cfg: dict) -> Plan:
                     ssl_from_previous_round=bool(cfg.get('ssl_from_previous_round', False)),
                     ssl_untranslated_source=bool(cfg.get('ssl_untranslated_source', False)),
                     ssl_baseline_source=dict(cfg['ssl_baseline_source']) if cfg.get('ssl_baseline_source') else None,
+                    ssl_second_source_share=float(cfg.get('ssl_second_source_share', 0.5)),
                     source_only_checkpoint=source_only_checkpoint,
                     stage_settings={kind: ConfigDict(stages.get(kind, {})) for kind in STAGE_KINDS},
                     references=references)
@@ -330,7 +327,9 @@ def describe(plan: Plan, stage: Stage) -> str:
     if stage.kind == PSEUDO_LABEL:
         return f'{m}pseudo labels of T from {_labeller(stage)}'
     if translates and (plan.ssl_untranslated_source or plan.ssl_baseline_source):  # rows 17, 21: a second copy
-        source = f"{source} + {plan.ssl_baseline_source['type'] + '(S)' if plan.ssl_baseline_source else 'S'}"
+        second = plan.ssl_baseline_source['type'] + '(S)' if plan.ssl_baseline_source else 'S'
+        p = plan.ssl_second_source_share
+        source = {1: second, .5: f'{source} + {second}'}.get(p, f'{source} + {second} ({p:.0%} {second})')
     return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
 
 
@@ -366,12 +365,13 @@ def _writes(plan: Plan, stage: Stage) -> str:
 def format_plan(plan: Plan, units: Optional[Dict[str, dict]] = None) -> str:
     """The plan as the paper's Algorithm 1: each stage, what it trains or makes, what it reads and writes, and
     (``units``: ``{stage name: dict(units, unit)}``) its planned work. ``?``: not known (e.g. data not there)."""
-    track_names = list(plan.references['tracks'])
+    track_names, share = list(plan.references['tracks']), plan.ssl_second_source_share
     lines = [f'Algorithm 1: K={plan.K} rounds of F then M, N={plan.N if plan.use_ssl else 0} SSL rounds each '
              f'(use_translation={plan.use_translation}, use_ssl={plan.use_ssl}, perceptual={plan.perceptual}, '
              f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}"
              f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}"
-             f"{', ssl_baseline_source=' + plan.ssl_baseline_source['type'] if plan.ssl_baseline_source else ''}); "
+             f"{', ssl_baseline_source=' + plan.ssl_baseline_source['type'] if plan.ssl_baseline_source else ''}"
+             f"{'' if share == 0.5 else f', ssl_second_source_share={share:g}'}); "
              f"{len(plan)} stages; final model: {plan.final_stage.model_label} "
              f'[{plan.final}]']
     if plan.references['oracle'] is not None or track_names:

@@ -36,7 +36,7 @@ from ...utils.data_workers import release_memory
 from ..checkpoint import save_model_checkpoint
 from ..disk_estimate import check_plan_disk
 from ..hooks.non_finite_loss_hook import ACTIONS
-from ..prealign import ssl_baseline_settings
+from ..prealign import ssl_second_copy
 from ..preflight import CHECK_MODES
 from ..run_state import RunState, end_line, start_line
 from ..run_status import format_duration
@@ -82,8 +82,8 @@ class BidirectionalLoop(BaseLoop):
             SSL settings, so the round's first M keeps what the last round learnt on T (no effect without SSL).
         ssl_untranslated_source (bool): ``False`` (release): an SSL stage (an M trained with pseudo labels: M_i(k),
             i >= 1, and M_0(k) under ``ssl_from_previous_round``) trains on S'(k) alone; ``True``: on S'(k) and the
-            untranslated S, half and half (``UDADataset.untranslated_source``), so that source labels that F's S'
-            no longer fits (redrawn texture, moved edges) teach M half as often.
+            untranslated S, each drawn with probability 1/2 or ``ssl_second_source_share`` for S (1: S alone;
+            ``UDADataset.untranslated_source``), so that source labels F's S' no longer fits teach M less often.
         ssl_baseline_source (dict, optional): ``None`` (release); a baseline's settings, ``dict(type='Reinhard')``:
             as ``ssl_untranslated_source`` (not both) with B(S) for S, B fitted on T (row 21, ``prealign.py``).
         ssl_lr_factor (float): ``1.0`` (release): every M stage at the learning rate of M's optimiser
@@ -143,7 +143,7 @@ class BidirectionalLoop(BaseLoop):
                  m_init: str = 'initial',
                  ssl_from_previous_round: bool = False,
                  ssl_untranslated_source: bool = False,
-                 ssl_baseline_source: Optional[dict] = None,
+                 ssl_baseline_source: Optional[dict] = None, ssl_second_source_share: float = 0.5,
                  ssl_lr_factor: float = 1.0,
                  source_only_checkpoint: Optional[str] = None,
                  sample_sheets: bool = True,
@@ -159,10 +159,10 @@ class BidirectionalLoop(BaseLoop):
         check_model_switches(self.outer_cfg)
         self.plan = build_plan(dict(K=K, N=N, stages=stages, use_translation=use_translation, use_ssl=use_ssl,
                                     perceptual=perceptual, m_init=m_init, source_only_checkpoint=source_only_checkpoint,
-                                    ssl_from_previous_round=ssl_from_previous_round,
-                                    ssl_untranslated_source=ssl_untranslated_source, references=references,
-                                    ssl_baseline_source=ssl_baseline_settings(ssl_baseline_source,
-                                                                              ssl_untranslated_source)))
+                                    ssl_from_previous_round=ssl_from_previous_round, references=references,
+                                    ssl_untranslated_source=ssl_untranslated_source,
+                                    **ssl_second_copy(ssl_baseline_source, ssl_untranslated_source,
+                                                      ssl_second_source_share)))
         if check_data not in CHECK_MODES:
             raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
         self.check_data, self.force_resume = check_data, bool(force_resume)
