@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from bdl_mm.datasets import UDADataset
 from bdl_mm.datasets.label_maps import LabelFileError
+from bdl_mm.datasets.uda_dataset import copy_counts
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SRC_SIZE, TGT_SIZE = (64, 36), (64, 32)  # (w, h) resized sizes of the small test pipelines
@@ -159,6 +160,45 @@ def test_untranslated_source_is_a_second_copy_with_the_same_labels(toy_root, tmp
     # the copies must list the same images
     with pytest.raises(ValueError, match='untranslated_source'):
         UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root, indices=5), seed=0)
+
+
+@pytest.mark.parametrize('share, counts', [(0.5, (1, 1)), (1, (0, 1)), (2 / 3, (1, 2)), (0.25, (3, 1)), (0.9, (1, 9))])
+def test_copy_counts_list_each_copy_so_the_second_is_drawn_with_the_share(share, counts):
+    assert copy_counts(share) == counts
+    assert counts[1] / sum(counts) == pytest.approx(share)
+
+
+@pytest.mark.parametrize('share, message', [(0, r'in \(0, 1\]'), (1.5, r'in \(0, 1\]'), (True, 'number'),
+                                            ('1', 'number'), (0.33, r'denominator of at most 10.*nearest 1/3')])
+def test_copy_counts_refuse_a_share_they_cannot_list(share, message):
+    with pytest.raises(ValueError, match=message):
+        copy_counts(share, 'train_cfg.ssl_second_source_share')
+
+
+def test_untranslated_share_lists_the_second_copy_that_often(toy_root, tmp_path):
+    """``untranslated_share``: 1 reads the second copy alone; 2/3 lists S' once and the copy twice (n = 6)."""
+    translated = tmp_path / 'translated'
+    os.makedirs(translated)
+    names = sorted(os.listdir(osp.join(toy_root, 'gta5', 'images')))
+    for name in names:
+        cv2.imwrite(str(translated / name), cv2.imread(osp.join(toy_root, 'gta5', 'images', name)))
+    cfg = source_cfg(toy_root, data_prefix=dict(img_path=str(translated), seg_map_path='labels'))
+    original = osp.join(toy_root, 'gta5', 'images')
+
+    def folders(ds):
+        return [osp.dirname(ds[i]['source']['data_samples'].img_path) for i in range(len(ds))]
+
+    alone = UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root), untranslated_share=1,
+                       seed=0)
+    assert len(alone) == 6 and folders(alone) == [original] * 6
+    assert [osp.basename(alone[i]['source']['data_samples'].img_path) for i in range(6)] == names
+    two_thirds = UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root),
+                            untranslated_share=2 / 3, seed=0)
+    assert len(two_thirds) == 18 and folders(two_thirds) == [str(translated)] * 6 + [original] * 12
+    half = UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root), seed=0)
+    assert folders(half) == [str(translated)] * 6 + [original] * 6  # the default: each copy once, as before
+    with pytest.raises(ValueError, match='untranslated_share must be a number in'):
+        UDADataset(cfg, target_cfg(toy_root), untranslated_source=source_cfg(toy_root), untranslated_share=0)
 
 
 @pytest.mark.parametrize('source', ['gta5', 'synthia'])

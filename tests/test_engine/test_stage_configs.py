@@ -91,6 +91,25 @@ def test_ssl_baseline_source_reaches_ssl_stages_only(toy_cfg):
     assert 'ssl_baseline_source=Reinhard' in format_plan(configs.plan).splitlines()[0]
 
 
+def test_ssl_second_source_share_reaches_the_ssl_stages_datasets(toy_cfg):
+    """``ssl_second_source_share``: the SSL stages' UDADataset draws the second copy that often (1: B(S) alone); at
+    the default 1/2 their configs carry no share (a run of before replays its stage configs unchanged)."""
+    half = builder(toy_cfg, ssl_baseline_source=dict(type='Reinhard'))
+    dataset = half.m_stage_cfg(half.plan.get('k1/m1'), translated_dir='/x/t', pseudo_label_dir='/x/s')
+    assert 'untranslated_share' not in dataset.train_dataloader.dataset
+    configs = builder(toy_cfg, ssl_baseline_source=dict(type='Reinhard'), ssl_second_source_share=1)
+    for name in ('k1/m1', 'k2/m2', 'ref/fda/k1/m1'):
+        dataset = configs.m_stage_cfg(configs.plan.get(name), translated_dir='/x/t', pseudo_label_dir='/x/s')
+        assert dataset.train_dataloader.dataset.untranslated_share == 1
+        assert dataset.train_dataloader.dataset.untranslated_source.data_prefix.img_path == '/w/run/ssl_baseline_source'
+    m0 = configs.m_stage_cfg(configs.plan.get('k1/m0'), translated_dir='/x/t')  # M_0(k): S' alone, as the release
+    assert 'untranslated_share' not in m0.train_dataloader.dataset
+    assert describe(configs.plan, configs.plan.get('k1/m1')) == 'M_1(1) on Reinhard(S) + T + pseudo labels'
+    assert 'ssl_second_source_share=1' in format_plan(configs.plan).splitlines()[0]
+    third = builder(toy_cfg, ssl_untranslated_source=True, ssl_second_source_share=1 / 3)
+    assert describe(third.plan, third.plan.get('k1/m1')) == "M_1(1) on S'(1) + S (33% S) + T + pseudo labels"
+
+
 @pytest.mark.parametrize('m_init, expected', [
     ('source_only', {'k1/m0': 'm0', 'k1/m1': 'm0', 'k1/m2': 'm0', 'ref/oracle': 'm0'}),
     ('initial', {'k1/m0': INITIAL, 'k1/m2': INITIAL, 'ref/oracle': INITIAL}),

@@ -314,6 +314,8 @@ def test_ssl_baseline_source_is_fitted_once_and_completed_on_resume(toy, tmp_pat
     (dict(ssl_baseline_source=dict(type='Nothing')), r'ssl_baseline_source: expected None or dict\(type=.*Reinhard'),
     (dict(ssl_baseline_source='Reinhard'), r'train_cfg\.ssl_baseline_source: expected'),
     (dict(ssl_baseline_source=dict(type='Reinhard'), ssl_untranslated_source=True), r'second copy .*: set one'),
+    (dict(ssl_second_source_share=1), r'ssl_second_source_share needs ssl_baseline_source or ssl_untranslated'),
+    (dict(ssl_baseline_source=dict(type='Reinhard'), ssl_second_source_share=0.33), r'share must be a fraction'),
 ])
 def test_bad_ssl_baseline_source_fails_before_any_stage(options, message, toy, tmp_path):
     with pytest.raises(ValueError, match=message):
