@@ -55,6 +55,35 @@ def test_branch_keeps_the_stages_before_each_point_and_moves_their_paths(tmp_pat
     assert osp.isfile(osp.join(src, 'final_model.pth')) and osp.isdir(osp.join(src, 'k1/ssl1'))
 
 
+def test_branch_link_shares_checkpoints_and_images_and_copies_the_rest(tmp_path, monkeypatch):
+    """--link: a kept stage's checkpoint and image are the source's files (one inode, two names); its JSON is a
+    copy; a file the branch writes again (temporary file, then rename, as the project writes them) leaves the
+    source's as it was; the stages left out are never copied."""
+    src, dst = fake_run(tmp_path / 'src'), str(tmp_path / 'dst')
+    with open(osp.join(src, 'k1/translate', '00001.png'), 'wb') as f:
+        f.write(b'png')
+    with open(osp.join(src, 'k1/m0', 'diagnostics.json'), 'w') as f:
+        f.write('{}')
+    copied, real = [], branch_run.copy_or_link  # every file the branch copies or links, relative to the source
+    monkeypatch.setattr(branch_run, 'copy_or_link',
+                        lambda link: lambda a, b: copied.append(osp.relpath(a, src)) or real(link)(a, b))
+    branch_run.main([src, dst, '--from', 'k1/ssl1', '--link'])
+    for rel in ('k1/m0/final_model.pth', 'k1/translate/00001.png'):
+        a, b = os.stat(osp.join(src, rel)), os.stat(osp.join(dst, rel))
+        assert (a.st_ino, a.st_nlink) == (b.st_ino, 2)
+    json_src, json_dst = (os.stat(osp.join(root, 'k1/m0/diagnostics.json')) for root in (src, dst))
+    assert json_src.st_ino != json_dst.st_ino and json_dst.st_nlink == 1
+    assert 'k1/m0/final_model.pth' in copied  # the recorder sees the kept files ...
+    assert not any(c.startswith(('k1/ssl1', 'k1/m1', 'k2/')) for c in copied)  # ... and none of the stages left out
+    with open(osp.join(dst, 'k1/m0', 'final_model.pth.tmp'), 'w') as f:
+        f.write('new')
+    os.replace(osp.join(dst, 'k1/m0', 'final_model.pth.tmp'), osp.join(dst, 'k1/m0', 'final_model.pth'))
+    assert open(osp.join(src, 'k1/m0', 'final_model.pth')).read() == 'k1/m0'
+    plain = str(tmp_path / 'plain')  # without --link: copies
+    branch_run.main([src, plain, '--from', 'k1/ssl1'])
+    assert os.stat(osp.join(plain, 'k1/translate/00001.png')).st_nlink == 1
+
+
 def test_branch_before_m0_keeps_nothing_and_unfinished_stages_are_left_out(tmp_path):
     src = fake_run(tmp_path / 'src', unfinished=('k1/m0', ))
     assert branch_run.branch(src, str(tmp_path / 'none'), ['m0'])['stages'] == {}
