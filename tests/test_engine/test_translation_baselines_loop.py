@@ -286,6 +286,22 @@ def test_ssl_baseline_source_trains_ssl_stages_on_s_prime_and_the_baseline_s_cop
     second = ssl[6]['source']['data_samples']
     assert second.img_path == osp.join(folder, osp.basename(second.img_path))
     assert second.seg_map_path == ssl[0]['source']['data_samples'].seg_map_path  # S's labels
+    # train_cfg.ssl_second_source_share=1 on a branch before the SSL round (branch_run --link): M_1(1) on B(S) alone,
+    # the branch's B(S) the run's own files (hard links), M_0(1) kept
+    branch = tmp_path / 'branch'
+    load_tool('branch_run.py').branch(str(work), str(branch), ['k1/ssl1'], link=True)
+    linked = osp.join(branch, 'ssl_baseline_source', names[0])
+    assert os.stat(linked).st_ino == os.stat(osp.join(folder, names[0])).st_ino
+    proc = subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(branch), '--resume', '--force-resume',
+                           '--cfg-options', 'train_cfg.ssl_second_source_share=1'],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(osp.join(branch, 'bdl_state.json')) as f:
+        assert 'M_1(1) on Reinhard(S) + T + pseudo labels' in [d['what'] for d in json.load(f)['plan_details']]
+    alone = train_set(branch, 'k1/m1')
+    assert len(alone) == 6 and len(train_set(branch, 'k1/m0')) == 6
+    assert [osp.dirname(alone[i]['source']['data_samples'].img_path) for i in range(6)] == [
+        osp.join(str(branch), 'ssl_baseline_source')] * 6
 
 
 def test_ssl_baseline_source_is_fitted_once_and_completed_on_resume(toy, tmp_path):
