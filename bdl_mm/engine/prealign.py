@@ -13,6 +13,8 @@ from typing import Optional
 
 from mmengine.config import ConfigDict
 
+from ..datasets.uda_dataset import copy_counts
+
 
 def prealign_settings(settings: Optional[dict], key: str) -> Optional[dict]:
     """A translation stage's settings -> its ``prealign`` (a copy), or None. Only where F is trained; a bad value
@@ -56,7 +58,6 @@ def ssl_second_copy(value, untranslated: bool, share) -> dict:
     ``build_plan`` settings: the baseline's settings as a plain dict, or None, and the share as a float. A bad value
     raises ValueError naming the key. ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other
     second copy: not both; the share needs one of them."""
-    from ..datasets.uda_dataset import copy_counts
     copy_counts(share, 'train_cfg.ssl_second_source_share')
     if share != 0.5 and not (value or untranslated):
         raise ValueError('train_cfg.ssl_second_source_share needs ssl_baseline_source or ssl_untranslated_source')
