@@ -53,20 +53,24 @@ def read_prealigned_source(f_cfg, folder: dict, key: str):
     dataset.source = folder
 
 
-def ssl_second_copy(value, untranslated: bool, share) -> dict:
-    """``train_cfg.ssl_baseline_source`` (row 21) and ``train_cfg.ssl_second_source_share``, checked, as
-    ``build_plan`` settings: the baseline's settings as a plain dict, or None, and the share as a float. A bad value
-    raises ValueError naming the key. ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other
-    second copy: not both; the share needs one of them."""
+def ssl_second_copy(value, untranslated: bool, share, all_stages: bool = False) -> dict:
+    """``train_cfg.ssl_baseline_source`` (row 21), ``train_cfg.ssl_second_source_share`` and
+    ``train_cfg.second_source_all_stages`` (row 22), checked, as ``build_plan`` settings: the baseline's settings as
+    a plain dict, or None, the share as a float, the last as a bool. A bad value raises ValueError naming the key.
+    ``untranslated``: ``train_cfg.ssl_untranslated_source`` (row 17), the other second copy: not both; the share
+    and ``second_source_all_stages`` need one of them."""
     copy_counts(share, 'train_cfg.ssl_second_source_share')
-    if share != 0.5 and not (value or untranslated):
-        raise ValueError('train_cfg.ssl_second_source_share needs ssl_baseline_source or ssl_untranslated_source')
+    if not isinstance(all_stages, bool):
+        raise ValueError(f'train_cfg.second_source_all_stages must be True or False, got {all_stages!r}')
+    for key, needs in (('ssl_second_source_share', share != 0.5), ('second_source_all_stages', all_stages)):
+        if needs and not (value or untranslated):
+            raise ValueError(f'train_cfg.{key} needs ssl_baseline_source or ssl_untranslated_source')
     if value is not None:
         value = checked_baseline_settings(value, 'train_cfg.ssl_baseline_source', 'None or dict(type=..., <settings>)')
         if untranslated:
             raise ValueError('train_cfg.ssl_baseline_source and train_cfg.ssl_untranslated_source each set the SSL '
                              "stages' second copy of the source: set one")
-    return dict(ssl_baseline_source=value, ssl_second_source_share=float(share))
+    return dict(ssl_baseline_source=value, ssl_second_source_share=float(share), second_source_all_stages=all_stages)
 
 
 def ssl_baseline_folder(work_dir: str) -> str:

@@ -115,6 +115,7 @@ class Plan:
     ssl_untranslated_source: bool = False
     ssl_baseline_source: Optional[dict] = None
     ssl_second_source_share: float = 0.5
+    second_source_all_stages: bool = False
     source_only_checkpoint: Optional[str] = None
     stage_settings: Dict[str, ConfigDict] = dataclasses.field(default_factory=dict)
     references: dict = dataclasses.field(default_factory=lambda: dict(oracle=None, tracks={}))
@@ -134,10 +135,9 @@ class Plan:
 
     def get(self, name: str) -> Stage:
         """The stage called ``name`` (KeyError if the plan has none)."""
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise KeyError(name)
+        if (stage := next((s for s in self.stages if s.name == name), None)) is None:
+            raise KeyError(name)
+        return stage
 
     @property
     def final_stage(self) -> Stage:
@@ -157,9 +157,8 @@ class Plan:
         ``cfg_options``, F's, left out), None if the track trains F or does not translate. The type is checked
         where the baseline is built (:class:`~bdl_mm.engine.stage_configs.StageConfigBuilder`)."""
         settings = self.translation_settings(track) or ConfigDict()
-        if settings.get('type') is None:
-            return None
-        return {k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
+        return None if settings.get('type') is None else {
+            k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
     @property
     def run_name(self) -> str:
@@ -204,13 +203,9 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
     """Every key of ``train_cfg.stages`` names a stage kind, and every kind the run trains has settings."""
     if unknown := sorted(set(stages) - set(STAGE_KINDS)):
         raise ValueError(f'train_cfg.stages.{unknown[0]}: unknown stage name; known: {", ".join(STAGE_KINDS)}')
-    needed = {ADAPTATION}
-    if not imported_source_only:
-        needed.add(SOURCE_ONLY)
-    if use_translation:
-        needed |= {TRANSLATION, TRANSLATE}
-    if use_ssl:
-        needed |= {PSEUDO_LABEL, SSL_ADAPTATION}
+    needed = ({ADAPTATION} | (set() if imported_source_only else {SOURCE_ONLY})
+              | ({TRANSLATION, TRANSLATE} if use_translation else set())
+              | ({PSEUDO_LABEL, SSL_ADAPTATION} if use_ssl else set()))
     if missing := sorted(needed - set(stages) - {TRANSLATE, PSEUDO_LABEL}):
         raise ValueError(f'train_cfg.stages.{missing[0]} is missing: this run needs settings for '
                          f'{", ".join(sorted(needed))}')
@@ -219,7 +214,8 @@ def check_stage_settings(stages: dict, use_translation: bool, use_ssl: bool, imp
 def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``, ``use_translation``,
     ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``, ``ssl_untranslated_source``,
-    ``ssl_baseline_source`` and ``ssl_second_source_share`` (checked by the loop), ``source_only_checkpoint``,
+    ``ssl_baseline_source``, ``ssl_second_source_share`` and ``second_source_all_stages`` (checked by the loop),
+    ``source_only_checkpoint``,
     ``references``; other keys are ignored; defaults as the loop's). Raises ValueError naming a bad setting's key.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
@@ -230,6 +226,7 @@ def build_plan(train_cfg: dict) -> Plan:
       ``k{k}/ssl{i}``, made with M_(i-1)(k); with ``ssl_from_previous_round`` (and SSL), M_0(k), k >= 2, on those of
       ``k{k}/ssl0``, made with M(k-1); with ``ssl_untranslated_source`` an SSL stage trains on S'(k) and S, with
       ``ssl_baseline_source`` on S'(k) and B(S), drawing the copy with probability ``ssl_second_source_share``;
+      with ``second_source_all_stages`` M_0(k) too, without pseudo labels;
     - an adaptation M starts from ``m_init``: ``'initial'``: the initial weights; ``'source_only'``: M(0);
       ``'previous'``: M_0(k) from M(k-1), M_i(k) from M_(i-1)(k). M(0) starts from the initial weights; the oracle
       from M(0) with ``m_init='source_only'``, else from the initial weights.
@@ -253,6 +250,7 @@ def build_plan(train_cfg: dict) -> Plan:
                     ssl_untranslated_source=bool(cfg.get('ssl_untranslated_source', False)),
                     ssl_baseline_source=dict(cfg['ssl_baseline_source']) if cfg.get('ssl_baseline_source') else None,
                     ssl_second_source_share=float(cfg.get('ssl_second_source_share', 0.5)),
+                    second_source_all_stages=bool(cfg.get('second_source_all_stages', False)),
                     source_only_checkpoint=source_only_checkpoint,
                     stage_settings={kind: ConfigDict(stages.get(kind, {})) for kind in STAGE_KINDS},
                     references=references)
@@ -322,14 +320,15 @@ def describe(plan: Plan, stage: Stage) -> str:
                 f'{m}F({k}), plain CycleGAN')
     if stage.kind == TRANSLATE:
         return f"{m}S'({k}) = {baseline['type'] if baseline else 'F'}({k})(S)"
-    if stage.kind == ADAPTATION:
-        return f'{m}M_0({k}) on {source} + T'
     if stage.kind == PSEUDO_LABEL:
         return f'{m}pseudo labels of T from {_labeller(stage)}'
-    if translates and (plan.ssl_untranslated_source or plan.ssl_baseline_source):  # rows 17, 21: a second copy
+    if (translates and (plan.ssl_untranslated_source or plan.ssl_baseline_source)  # rows 17, 21, 22: a second copy
+            and (stage.kind != ADAPTATION or plan.second_source_all_stages)):
         second = plan.ssl_baseline_source['type'] + '(S)' if plan.ssl_baseline_source else 'S'
         p = plan.ssl_second_source_share
         source = {1: second, .5: f'{source} + {second}'}.get(p, f'{source} + {second} ({p:.0%} {second})')
+    if stage.kind == ADAPTATION:
+        return f'{m}M_0({k}) on {source} + T'
     return f'{m}M_{i}({k}) on {source} + T + pseudo labels'
 
 
@@ -366,10 +365,11 @@ def format_plan(plan: Plan, units: Optional[Dict[str, dict]] = None) -> str:
     """The plan as the paper's Algorithm 1: each stage, what it trains or makes, what it reads and writes, and
     (``units``: ``{stage name: dict(units, unit)}``) its planned work. ``?``: not known (e.g. data not there)."""
     track_names, share = list(plan.references['tracks']), plan.ssl_second_source_share
+    switches = ''.join(f', {key}=True' for key in ('ssl_from_previous_round', 'ssl_untranslated_source',
+                                                    'second_source_all_stages') if getattr(plan, key))
     lines = [f'Algorithm 1: K={plan.K} rounds of F then M, N={plan.N if plan.use_ssl else 0} SSL rounds each '
              f'(use_translation={plan.use_translation}, use_ssl={plan.use_ssl}, perceptual={plan.perceptual}, '
-             f"m_init='{plan.m_init}'{', ssl_from_previous_round=True' if plan.ssl_from_previous_round else ''}"
-             f"{', ssl_untranslated_source=True' if plan.ssl_untranslated_source else ''}"
+             f"m_init='{plan.m_init}'{switches}"
              f"{', ssl_baseline_source=' + plan.ssl_baseline_source['type'] if plan.ssl_baseline_source else ''}"
              f"{'' if share == 0.5 else f', ssl_second_source_share={share:g}'}); "
              f"{len(plan)} stages; final model: {plan.final_stage.model_label} "

@@ -110,6 +110,27 @@ def test_ssl_second_source_share_reaches_the_ssl_stages_datasets(toy_cfg):
     assert describe(third.plan, third.plan.get('k1/m1')) == "M_1(1) on S'(1) + S (33% S) + T + pseudo labels"
 
 
+def test_second_source_all_stages_reaches_m0_of_every_track(toy_cfg):
+    """Row 22: with ``second_source_all_stages`` M_0(k) of every track (no pseudo labels) trains on S'(k) and the
+    SSL stages' second copy too, drawn as they draw it; M(0) and the oracle stay on their own data."""
+    off = builder(toy_cfg, ssl_baseline_source=dict(type='Reinhard'))
+    release_m0 = off.m_stage_cfg(off.plan.get('k1/m0'), translated_dir='/x/t')
+    assert 'untranslated_source' not in release_m0.train_dataloader.dataset
+    configs = builder(toy_cfg, ssl_baseline_source=dict(type='Reinhard'), second_source_all_stages=True,
+                      ssl_second_source_share=2 / 3)
+    for name in ('k1/m0', 'k2/m0', 'ref/fda/k1/m0', 'k1/m1'):
+        dataset = configs.m_stage_cfg(configs.plan.get(name), translated_dir='/x/t').train_dataloader.dataset
+        assert dataset.source.data_prefix.img_path == '/x/t', name
+        assert dataset.untranslated_source.data_prefix.img_path == '/w/run/ssl_baseline_source', name
+        assert dataset.untranslated_share == 2 / 3, name
+    for name in ('m0', 'ref/oracle'):
+        assert 'untranslated_source' not in configs.m_stage_cfg(configs.plan.get(name)).train_dataloader.dataset
+    assert describe(configs.plan, configs.plan.get('k1/m0')) == "M_0(1) on S'(1) + Reinhard(S) (67% Reinhard(S)) + T"
+    assert describe(configs.plan, configs.plan.get('ref/fda/k1/m0')).startswith("fda: M_0(1) on S'(1) + Reinhard(S)")
+    assert 'second_source_all_stages=True' in format_plan(configs.plan).splitlines()[0]
+    assert 'second_source_all_stages' not in format_plan(off.plan).splitlines()[0]
+
+
 @pytest.mark.parametrize('m_init, expected', [
     ('source_only', {'k1/m0': 'm0', 'k1/m1': 'm0', 'k1/m2': 'm0', 'ref/oracle': 'm0'}),
     ('initial', {'k1/m0': INITIAL, 'k1/m2': INITIAL, 'ref/oracle': INITIAL}),

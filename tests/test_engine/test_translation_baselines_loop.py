@@ -304,6 +304,23 @@ def test_ssl_baseline_source_trains_ssl_stages_on_s_prime_and_the_baseline_s_cop
         osp.join(str(branch), 'ssl_baseline_source')] * 6
 
 
+def test_second_source_all_stages_trains_m0_on_s_prime_and_the_baseline_copy(toy, tmp_path):
+    """train_cfg.second_source_all_stages (row 22), end to end without SSL (FDA in F's place): M_0(1), the run's
+    first adaptation stage, writes B(S) itself and trains on S'(1) and B(S) (twice the source images)."""
+    config = write_config(tmp_path / 'cfg.py', toy, extra="train_cfg.update(use_ssl=False, second_source_all_stages="
+                                                         "True, ssl_baseline_source=dict(type='Reinhard'))")
+    work = tmp_path / 'work'
+    state = train(config, work)
+    assert list(state['stages']) == ['m0', 'k1/translation', 'k1/translate', 'k1/m0']
+    assert "M_0(1) on S'(1) + Reinhard(S) + T" in [d['what'] for d in state['plan_details']]
+    folder = osp.join(work, 'ssl_baseline_source')
+    assert len([n for n in os.listdir(folder) if n.endswith('.png')]) == 6
+    m0 = train_set(work, 'k1/m0')
+    assert len(m0) == 12 and m0[0]['source']['data_samples'].img_path.startswith(osp.join(str(work), 'k1/translate'))
+    assert osp.dirname(m0[6]['source']['data_samples'].img_path) == folder
+    assert m0[6]['source']['data_samples'].seg_map_path == m0[0]['source']['data_samples'].seg_map_path
+
+
 def test_ssl_baseline_source_is_fitted_once_and_completed_on_resume(toy, tmp_path):
     """The copy of row 21 is written once per run: a later call keeps the record fitted with the same settings on
     the same target folder and writes only the missing images (an interrupted copy); other settings fit again."""
@@ -332,6 +349,8 @@ def test_ssl_baseline_source_is_fitted_once_and_completed_on_resume(toy, tmp_pat
     (dict(ssl_baseline_source=dict(type='Reinhard'), ssl_untranslated_source=True), r'second copy .*: set one'),
     (dict(ssl_second_source_share=1), r'ssl_second_source_share needs ssl_baseline_source or ssl_untranslated'),
     (dict(ssl_baseline_source=dict(type='Reinhard'), ssl_second_source_share=0.33), r'share must be a fraction'),
+    (dict(second_source_all_stages=True), r'second_source_all_stages needs ssl_baseline_source or ssl_untranslated'),
+    (dict(ssl_baseline_source=dict(type='Reinhard'), second_source_all_stages=1), r'must be True or False, got 1'),
 ])
 def test_bad_ssl_baseline_source_fails_before_any_stage(options, message, toy, tmp_path):
     with pytest.raises(ValueError, match=message):

@@ -86,6 +86,8 @@ class BidirectionalLoop(BaseLoop):
             ``UDADataset.untranslated_source``), so that source labels F's S' no longer fits teach M less often.
         ssl_baseline_source (dict, optional): ``None`` (release); a baseline's settings, ``dict(type='Reinhard')``:
             as ``ssl_untranslated_source`` (not both) with B(S) for S, B fitted on T (row 21, ``prealign.py``).
+        second_source_all_stages (bool): ``False`` (release): M_0(k) without pseudo labels trains on S'(k) alone;
+            ``True`` (row 22): on S'(k) and the SSL stages' second copy (S or B(S)) too, drawn as they draw it.
         ssl_lr_factor (float): ``1.0`` (release): every M stage at the learning rate of M's optimiser
             (``optim_wrapper.segmentor.optimizer.lr``, or a stage's own under ``stages``); any other value scales
             it in every SSL stage (as ``ssl_untranslated_source``'s), D_M's untouched: the robust recipe's 0.2.
@@ -144,7 +146,7 @@ class BidirectionalLoop(BaseLoop):
                  ssl_from_previous_round: bool = False,
                  ssl_untranslated_source: bool = False,
                  ssl_baseline_source: Optional[dict] = None, ssl_second_source_share: float = 0.5,
-                 ssl_lr_factor: float = 1.0,
+                 ssl_lr_factor: float = 1.0, second_source_all_stages: bool = False,
                  source_only_checkpoint: Optional[str] = None,
                  sample_sheets: bool = True,
                  check_data: str = 'header',
@@ -162,7 +164,7 @@ class BidirectionalLoop(BaseLoop):
                                     ssl_from_previous_round=ssl_from_previous_round, references=references,
                                     ssl_untranslated_source=ssl_untranslated_source,
                                     **ssl_second_copy(ssl_baseline_source, ssl_untranslated_source,
-                                                      ssl_second_source_share)))
+                                                      ssl_second_source_share, second_source_all_stages)))
         if check_data not in CHECK_MODES:
             raise ValueError(f'train_cfg.check_data must be one of {CHECK_MODES}, got {check_data!r}')
         self.check_data, self.force_resume = check_data, bool(force_resume)
@@ -170,12 +172,10 @@ class BidirectionalLoop(BaseLoop):
         if non_finite.get('action', 'stop') not in ACTIONS:
             raise ValueError(f'train_cfg.non_finite_loss must be one of {ACTIONS} (or dict(action=..., '
                              f'max_skips=...)), got {non_finite_loss!r}')
-        if diagnostics is True:
-            diagnostics = {}
+        diagnostics = {} if diagnostics is True else diagnostics
         if diagnostics not in (False, None) and not isinstance(diagnostics, dict):
             raise ValueError(f'train_cfg.diagnostics must be True, False or a dict, got {diagnostics!r}')
-        diagnostics = None if diagnostics in (False, None) else dict(
-            dict(num_images=100, target_labels='auto'), **diagnostics)
+        diagnostics = None if diagnostics in (False, None) else dict(num_images=100, target_labels='auto') | diagnostics
         if source_only_checkpoint is not None:
             check_classifier_checkpoint(self.outer_cfg.model, source_only_checkpoint,
                                         'train_cfg.source_only_checkpoint')

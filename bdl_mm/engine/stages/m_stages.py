@@ -33,10 +33,12 @@ def run_oracle(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
 
 def run_adaptation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     """M_0(k) on S'(k) (or S) + T, and M_i(k) with the pseudo labels of T too (``ssl_adaptation``; with
-    ``train_cfg.ssl_baseline_source`` on B(S) too, written by the first of them)."""
+    ``train_cfg.ssl_baseline_source`` on B(S) too, written by the first of them; M_0(k) too under
+    ``train_cfg.second_source_all_stages``)."""
     translated = inputs.get('translated')
     pseudo = inputs.get('pseudo_labels')
-    if pseudo is not None and translated and ctx.plan.ssl_baseline_source:  # row 21: B(S), written once per run
+    second = pseudo is not None or ctx.plan.second_source_all_stages  # rows 21, 22: B(S), written once per run
+    if second and translated and ctx.plan.ssl_baseline_source:
         write_ssl_baseline_source(ctx)
     result = train_m(ctx, stage, translated['translated_dir'] if translated else None,
                      pseudo['pseudo_label_dir'] if pseudo else None, inputs['start_from']['checkpoint'])
