@@ -177,7 +177,7 @@ class StageConfigBuilder:
             cfg.train_dataloader.dataset = dataset.source
         else:
             if translated_dir is not None:
-                if stage.kind == SSL_ADAPTATION or self.plan.second_source_all_stages:  # rows 17, 21, 22
+                if self.plan.second_copy(stage):  # rows 17, 21, 22: S' and a second copy of the source
                     dataset.update(second_source(self.plan, dataset.source, self.work_dir))
                 dataset.source.data_prefix = dict(dataset.source.get('data_prefix', {}), img_path=translated_dir)
             dataset.pseudo_label_dir = pseudo_label_dir

@@ -160,6 +160,12 @@ class Plan:
         return None if settings.get('type') is None else {
             k: v for k, v in settings.to_dict().items() if k not in ('config', 'cfg_options')}
 
+    def second_copy(self, stage: Stage) -> bool:
+        """Whether an M stage trains on a second copy of the source beside S'(k) (rows 17, 21, 22): an SSL stage,
+        or M_0(k) under ``second_source_all_stages``, of a track that translates, where S or B(S) is that copy."""
+        return (bool(self.ssl_untranslated_source or self.ssl_baseline_source) and self.translates(stage.track)
+                and (stage.kind == SSL_ADAPTATION or (stage.kind == ADAPTATION and self.second_source_all_stages)))
+
     @property
     def run_name(self) -> str:
         """The run's own row in the reference table: its baseline's type where one is in F's place, else BDL."""
@@ -215,8 +221,8 @@ def build_plan(train_cfg: dict) -> Plan:
     """The plan of Algorithm 1 from the loop's settings (``train_cfg``: ``K``, ``N``, ``stages``, ``use_translation``,
     ``use_ssl``, ``perceptual``, ``m_init``, ``ssl_from_previous_round``, ``ssl_untranslated_source``,
     ``ssl_baseline_source``, ``ssl_second_source_share`` and ``second_source_all_stages`` (checked by the loop),
-    ``source_only_checkpoint``,
-    ``references``; other keys are ignored; defaults as the loop's). Raises ValueError naming a bad setting's key.
+    ``source_only_checkpoint``, ``references``; other keys are ignored; defaults as the loop's). Raises ValueError
+    naming a bad setting's key.
 
     Inputs, per track (the run itself, then each reference track, which starts from the run's M(0)):
 
@@ -283,12 +289,7 @@ def _track_plan(plan: Plan, track: str, K: int, N: int, use_translation: bool, u
             if i > 0 or (k > 1 and use_ssl and plan.ssl_from_previous_round):
                 pseudo = f'{prefix}k{k}/ssl{i}'
                 stages.append(_stage(plan, pseudo, PSEUDO_LABEL, k, i, track=track, label_with=last_m))
-            if plan.m_init == 'initial':
-                start = INITIAL
-            elif plan.m_init == 'source_only':
-                start = 'm0'
-            else:
-                start = last_m if i > 0 else m_of_round[k - 1]
+            start = {'initial': INITIAL, 'source_only': 'm0'}.get(plan.m_init, last_m if i else m_of_round[k - 1])
             last_m = f'{prefix}k{k}/m{i}'
             stages.append(_stage(plan, last_m, SSL_ADAPTATION if pseudo else ADAPTATION, k, i, track=track,
                                  start_from=start, translated=translated, pseudo_labels=pseudo))
@@ -322,8 +323,7 @@ def describe(plan: Plan, stage: Stage) -> str:
         return f"{m}S'({k}) = {baseline['type'] if baseline else 'F'}({k})(S)"
     if stage.kind == PSEUDO_LABEL:
         return f'{m}pseudo labels of T from {_labeller(stage)}'
-    if (translates and (plan.ssl_untranslated_source or plan.ssl_baseline_source)  # rows 17, 21, 22: a second copy
-            and (stage.kind != ADAPTATION or plan.second_source_all_stages)):
+    if plan.second_copy(stage):  # rows 17, 21, 22
         second = plan.ssl_baseline_source['type'] + '(S)' if plan.ssl_baseline_source else 'S'
         p = plan.ssl_second_source_share
         source = {1: second, .5: f'{source} + {second}'}.get(p, f'{source} + {second} ({p:.0%} {second})')

@@ -37,8 +37,7 @@ def run_adaptation(ctx: StageContext, stage: Stage, inputs: dict) -> dict:
     ``train_cfg.second_source_all_stages``)."""
     translated = inputs.get('translated')
     pseudo = inputs.get('pseudo_labels')
-    second = pseudo is not None or ctx.plan.second_source_all_stages  # rows 21, 22: B(S), written once per run
-    if second and translated and ctx.plan.ssl_baseline_source:
+    if ctx.plan.second_copy(stage) and ctx.plan.ssl_baseline_source:  # rows 21, 22: B(S), written once per run
         write_ssl_baseline_source(ctx)
     result = train_m(ctx, stage, translated['translated_dir'] if translated else None,
                      pseudo['pseudo_label_dir'] if pseudo else None, inputs['start_from']['checkpoint'])
