@@ -21,6 +21,8 @@ import pytest
 import torch
 from toy_helpers import ROOT, write_bdl_config
 
+from bdl_mm.engine.checkpoint import _step as checkpoint_step  # the step of iter_<n>.pth / epoch_<n>.pth, else -1
+
 KILL_AND_TRAIN = osp.join(ROOT, 'tests', 'kill_and_train.py')
 STAGES = ['m0', 'k1/translation', 'k1/translate', 'k1/m0', 'k1/ssl1', 'k1/m1']
 KILLED = -9  # the return code of a process ended by SIGKILL
@@ -78,9 +80,14 @@ def read_state(work):
         return json.load(f)
 
 
-def _weights(path):
-    # training checkpoints also hold mmengine's message hub (not weights only); these are the test's own files
-    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+def _weight_difference(path, ref_path):
+    """The first keys whose weights differ between two checkpoints, and the largest absolute difference."""
+    # final_model.pth loads weights-only, as users load it; training checkpoints also hold mmengine's message hub
+    only = osp.basename(path) == 'final_model.pth'
+    weights, ref = (torch.load(p, map_location='cpu', weights_only=only)['state_dict'] for p in (path, ref_path))
+    assert list(weights) == list(ref), path
+    different = [k for k in ref if not torch.equal(weights[k], ref[k])]
+    return different[:3], max(((weights[k].float() - ref[k].float()).abs().max().item() for k in different), default=0.)
 
 
 def _checkpoint_differences(work, reference, name):
@@ -88,19 +95,12 @@ def _checkpoint_differences(work, reference, name):
     weights differ from the uninterrupted run's: ``[(file, first keys, max abs difference)]``. A stage keeps at least
     its last 3 checkpoints (``stages/common.py``), all of them here: a failure says whether the stage went astray
     before or after a kill."""
-    def step(file):
-        kind, _, n = file[:-len('.pth')].rpartition('_')
-        return int(n) if kind in ('iter', 'epoch') else 1 << 30
-    files = sorted((f for f in os.listdir(osp.join(reference, name))
-                    if f.endswith('.pth') and (f == 'final_model.pth' or f.startswith(('iter_', 'epoch_')))), key=step)
+    files = sorted((f for f in os.listdir(osp.join(reference, name)) if checkpoint_step(f) >= 0), key=checkpoint_step)
     found = []
-    for file in files:
-        weights, ref = _weights(osp.join(work, name, file)), _weights(osp.join(reference, name, file))
-        assert list(weights) == list(ref), (name, file)
-        different = [k for k in ref if not torch.equal(weights[k], ref[k])]
-        if different:
-            worst = max((weights[k].float() - ref[k].float()).abs().max().item() for k in different)
-            found.append((file, different[:3], worst))
+    for file in files + ['final_model.pth']:
+        keys, worst = _weight_difference(osp.join(work, name, file), osp.join(reference, name, file))
+        if keys:
+            found.append((file, keys, worst))
     return found
 
 
@@ -135,8 +135,8 @@ def assert_same_run(work, reference):
     for name in STAGES:
         found = _stage_differences(work, reference, name, state, ref_state)
         assert not found, f'the first stage that differs from the uninterrupted run is {name}: {found}'
-    weights, ref = _weights(osp.join(work, 'final_model.pth')), _weights(osp.join(reference, 'final_model.pth'))
-    assert list(weights) == list(ref) and all(torch.equal(weights[k], ref[k]) for k in ref), 'the final model'
+    keys, worst = _weight_difference(osp.join(work, 'final_model.pth'), osp.join(reference, 'final_model.pth'))
+    assert not keys, ('the final model', keys, worst)
 
 
 def stage_log(work, name):
